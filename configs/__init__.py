@@ -1,0 +1,1 @@
+"""ml_collections config files; run one with `--config configs/<name>.py`."""

@@ -1,0 +1,1 @@
+"""Input pipeline: audio decoding, TFDS builders, distortions and tf.data pipelines."""

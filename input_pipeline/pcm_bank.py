@@ -1,0 +1,96 @@
+"""A random-access store of many waveforms, memory-mapped from one file.
+
+tf.data reads TFDS records sequentially, but training crops, noise excerpts and
+RIRs are drawn at random positions of random files, addressed by a stateless
+per-example seed.  A bank concatenates every waveform of one source (one host's
+share of a TFDS split) into a single flat array on disk with an offsets table,
+so any window is one memory-mapped slice.  Banks are written once to a temporary
+folder and renamed into place, so an interrupted build is never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import shutil
+import tempfile
+from typing import Iterable
+
+import numpy as np
+
+_DATA = "samples.bin"
+_INDEX = "index.json"
+
+
+class PcmBank:
+  """Waveforms [offsets[i], offsets[i+1]) of one flat memory-mapped array."""
+
+  def __init__(self, folder: str | os.PathLike):
+    folder = Path(folder)
+    index_path = folder / _INDEX
+    if not index_path.exists():
+      raise FileNotFoundError(f"{folder}: not a complete waveform bank (no {_INDEX})")
+    meta = json.loads(index_path.read_text())
+    self.folder = folder
+    self.dtype = np.dtype(meta["dtype"])
+    self.offsets = np.asarray(meta["offsets"], np.int64)
+    self.names: list[str] = meta["names"]
+    self.sample_rate: int = meta["sample_rate"]
+    total = int(self.offsets[-1])
+    if total == 0:
+      self.samples = np.zeros((0,), self.dtype)
+    else:
+      self.samples = np.memmap(folder / _DATA, dtype=self.dtype, mode="r", shape=(total,))
+
+  def __len__(self) -> int:
+    return len(self.names)
+
+  @property
+  def lengths(self) -> np.ndarray:
+    return np.diff(self.offsets)
+
+  def waveform(self, i: int) -> np.ndarray:
+    """The whole i-th waveform (a view into the memory map)."""
+    return self.samples[self.offsets[i]:self.offsets[i + 1]]
+
+  def window(self, i: int, start: int, length: int, loop: bool = False) -> np.ndarray:
+    """Samples [start, start+length) of waveform i, zero-padded outside it (or looped)."""
+    wave = self.waveform(int(i))
+    n = wave.shape[0]
+    if loop and n > 0:
+      idx = (int(start) + np.arange(length)) % n
+      return np.asarray(wave[idx])
+    out = np.zeros((length,), self.dtype)
+    lo, hi = max(int(start), 0), min(int(start) + length, n)
+    if hi > lo:
+      out[lo - int(start):hi - int(start)] = wave[lo:hi]
+    return out
+
+  @staticmethod
+  def write(folder: str | os.PathLike, items: Iterable[tuple[str, np.ndarray]],
+            dtype: np.dtype | str, sample_rate: int) -> "PcmBank":
+    """Write (name, waveform) pairs as a bank at `folder`, atomically."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    try:
+      offsets, names = [0], []
+      with open(tmp / _DATA, "wb") as f:
+        for name, wave in items:
+          wave = np.ascontiguousarray(wave, dtype=dtype)
+          f.write(wave.tobytes())
+          offsets.append(offsets[-1] + wave.shape[0])
+          names.append(name)
+        f.flush()
+        os.fsync(f.fileno())
+      meta = {"dtype": np.dtype(dtype).name, "offsets": offsets, "names": names,
+              "sample_rate": sample_rate}
+      (tmp / _INDEX).write_text(json.dumps(meta))
+      if folder.exists():
+        shutil.rmtree(folder)
+      os.replace(tmp, folder)
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
+    return PcmBank(folder)

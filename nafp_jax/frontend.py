@@ -1,0 +1,112 @@
+"""Log-mel front end in JAX (SPEC §1), meant to run inside the jitted step.
+
+16 kHz mono waveform -> centred STFT (n_fft 512, periodic Hann 512, hop 160,
+reflect padding) -> power spectrogram -> 64 HTK mel bands 0-8 kHz (no filter
+normalisation) -> 10*log10(max(x, 1e-10)).  A fingerprint is a window of 96
+frames x 64 mels taken every 10 frames (100 ms); window i has timestamp 0.1*i s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+HOP = 160
+N_MELS = 64
+WINDOW_FRAMES = 96
+WINDOW_HOP_FRAMES = 10
+# Samples in one 0.96 s fingerprint window (96 hops).
+SEGMENT_SAMPLES = WINDOW_FRAMES * HOP
+# Seconds between consecutive fingerprints of a track.
+FINGERPRINT_HOP_S = WINDOW_HOP_FRAMES * HOP / SAMPLE_RATE
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontEndConfig:
+  """Numbers of the log-mel front end; the defaults are SPEC §1."""
+  sample_rate: int = SAMPLE_RATE
+  n_fft: int = N_FFT
+  hop: int = HOP
+  n_mels: int = N_MELS
+  fmin: float = 0.0
+  fmax: float = 8000.0
+  amin: float = 1e-10
+
+
+@functools.lru_cache(maxsize=8)
+def mel_matrix(cfg: FrontEndConfig = FrontEndConfig()) -> np.ndarray:
+  """HTK mel filterbank [n_fft//2+1, n_mels] from librosa (no Slaney norm)."""
+  import librosa  # pylint: disable=g-import-not-at-top  (slow import, only needed once)
+  fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
+                           fmin=cfg.fmin, fmax=cfg.fmax, htk=True, norm=None)
+  return np.ascontiguousarray(fb.T.astype(np.float32))
+
+
+def _hann(n: int) -> np.ndarray:
+  """Periodic Hann window (as scipy.signal.get_window('hann', n, fftbins=True))."""
+  return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def num_frames(num_samples: int, hop: int = HOP) -> int:
+  """Frames of a centred STFT of `num_samples` samples."""
+  return 1 + num_samples // hop
+
+
+def num_fingerprints(num_samples: int) -> int:
+  """Fingerprints (96-frame windows every 10 frames) of a waveform; 0 if too short."""
+  frames = num_frames(num_samples)
+  if frames < WINDOW_FRAMES:
+    return 0
+  return 1 + (frames - WINDOW_FRAMES) // WINDOW_HOP_FRAMES
+
+
+def power_spectrogram(wave: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
+  """Centred power STFT of [..., samples] -> [..., frames, n_fft//2+1]."""
+  pad = cfg.n_fft // 2
+  lead = wave.shape[:-1]
+  x = wave.reshape((-1, wave.shape[-1]))
+  x = jnp.pad(x, ((0, 0), (pad, pad)), mode="reflect")
+  frames = num_frames(wave.shape[-1], cfg.hop)
+  idx = (np.arange(frames)[:, None] * cfg.hop + np.arange(cfg.n_fft)[None, :])
+  framed = x[:, idx] * jnp.asarray(_hann(cfg.n_fft))
+  spec = jnp.fft.rfft(framed, n=cfg.n_fft, axis=-1)
+  power = jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
+  return power.reshape(lead + power.shape[1:])
+
+
+def log_mel(wave: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
+  """Log-mel spectrogram in dB of [..., samples] -> [..., frames, n_mels]."""
+  power = power_spectrogram(wave.astype(jnp.float32), cfg)
+  mel = jnp.einsum("...tf,fm->...tm", power, jnp.asarray(mel_matrix(cfg)),
+                   precision=jax.lax.Precision.HIGHEST)
+  return 10.0 * jnp.log10(jnp.maximum(mel, cfg.amin))
+
+
+def segment_features(wave: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
+  """Model input for a batch of 0.96 s crops: [B, samples] -> [B, 64, 96, 1] (F, T, C).
+
+  The crop gives 1 + samples//hop frames; the first 96 are the fingerprint window.
+  """
+  if num_frames(wave.shape[-1], cfg.hop) < WINDOW_FRAMES:
+    raise ValueError(f"crop of {wave.shape[-1]} samples is shorter than one fingerprint "
+                     f"({SEGMENT_SAMPLES} samples)")
+  mel = log_mel(wave, cfg)[..., :WINDOW_FRAMES, :]
+  return jnp.swapaxes(mel, -1, -2)[..., None]
+
+
+def frame_windows(mel: jax.Array) -> jax.Array:
+  """Cut a track's log-mel [frames, n_mels] into fingerprint windows [N, 64, 96, 1].
+
+  Window i covers frames [10 i, 10 i + 96) and has timestamp 0.1 i s.
+  """
+  if mel.shape[0] < WINDOW_FRAMES:
+    raise ValueError(f"{mel.shape[0]} frames is shorter than one fingerprint ({WINDOW_FRAMES})")
+  n = 1 + (mel.shape[0] - WINDOW_FRAMES) // WINDOW_HOP_FRAMES
+  idx = np.arange(n)[:, None] * WINDOW_HOP_FRAMES + np.arange(WINDOW_FRAMES)[None, :]
+  return jnp.swapaxes(mel[idx], -1, -2)[..., None]

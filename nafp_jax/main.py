@@ -1,0 +1,58 @@
+"""Train an encoder: `python -m nafp_jax.main --config configs/<name>.py --workdir DIR`.
+
+Config values can be overridden on the command line (`--config.batch_size=128`);
+a mistyped key fails at once with its name.  Starting again with the same
+command resumes from the last checkpoint in DIR.
+"""
+
+import logging as logging_lib
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and config.")
+flags.DEFINE_bool("distributed", False,
+                  "Call jax.distributed.initialize() (multi-host TPU pods / GPU clusters).")
+config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _QuietLibraries(logging_lib.Filter):
+  """Drop INFO chatter of Orbax and TFDS (their warnings and errors still show)."""
+
+  def filter(self, record: logging_lib.LogRecord) -> bool:
+    noisy = ("/orbax/" in record.pathname or "/tensorflow_datasets/" in record.pathname)
+    return record.levelno >= logging_lib.WARNING or not noisy
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # tf.data runs on the host only; keep TensorFlow off the accelerators.
+  tf.config.set_visible_devices([], "GPU")
+  import jax  # pylint: disable=g-import-not-at-top
+  from input_pipeline.sources import cache_root  # pylint: disable=g-import-not-at-top
+  if not jax.config.jax_compilation_cache_dir:
+    # Restarts (resumes) reuse compiled steps instead of compiling them again.
+    jax.config.update("jax_compilation_cache_dir", str(cache_root() / "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  from nafp_jax import train  # pylint: disable=g-import-not-at-top
+  logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
+               jax.devices())
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+def run():
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,35 @@
+"""Encoders: the paper's attention CNN and the NAFP baseline, built from a config."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from nafp_jax.models.encoder import AttentionEncoder
+from nafp_jax.models.nafp import NafpEncoder
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
+  """Build the encoder named by `model_config.name` ('attention' or 'nafp')."""
+  dtype = _DTYPES[model_config.get("dtype", "float32")]
+  if model_config.name == "attention":
+    return AttentionEncoder(widths=tuple(model_config.widths),
+                            embedding_dim=model_config.embedding_dim,
+                            head_hidden=model_config.head_hidden,
+                            attention_scale=model_config.attention_scale,
+                            dropout_rate=model_config.get("dropout_rate", 0.0),
+                            dtype=dtype)
+  if model_config.name == "nafp":
+    return NafpEncoder(widths=tuple(model_config.widths),
+                       strides_f=tuple(model_config.strides_f),
+                       strides_t=tuple(model_config.strides_t),
+                       embedding_dim=model_config.embedding_dim,
+                       head_hidden=model_config.head_hidden,
+                       dtype=dtype)
+  raise ValueError(f"unknown model name {model_config.name!r} (expected 'attention' or 'nafp')")
+
+
+__all__ = ["AttentionEncoder", "NafpEncoder", "create_model"]

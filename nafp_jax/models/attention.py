@@ -1,0 +1,39 @@
+"""Spectral-temporal attention (SPEC §2).
+
+For every sample and channel c, with X_c in R^{F x T}:
+  a_spect = softmax_F(tanh(X_c w_spect_c)),   w_spect_c in R^T
+  a_temp  = softmax_T(tanh(X_c^T w_temp_c)),  w_temp_c in R^F
+  A_c     = S * a_spect (outer) a_temp        (rank-1 F x T mask, S = 100 fixed)
+  X'_c    = A_c * X_c
+The weights are initialised N(0, 1).  The mask is returned through Flax's
+`sow` into the 'intermediates' collection so callers can plot it.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class SpectralTemporalAttention(nn.Module):
+  """Rank-1 spectral x temporal attention mask per channel, scaled by `scale`."""
+  scale: float = 100.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    _, f, t, c = x.shape
+    init = nn.initializers.normal(stddev=1.0)
+    w_spect = self.param("w_spect", init, (t, c), jnp.float32)
+    w_temp = self.param("w_temp", init, (f, c), jnp.float32)
+    xs = x.astype(self.dtype)
+    # [B, F, C]: each frequency row of X_c projected on w_spect_c.
+    spect_logits = jnp.tanh(jnp.einsum("bftc,tc->bfc", xs, w_spect.astype(self.dtype)))
+    # [B, T, C]: each time column of X_c projected on w_temp_c.
+    temp_logits = jnp.tanh(jnp.einsum("bftc,fc->btc", xs, w_temp.astype(self.dtype)))
+    a_spect = jax.nn.softmax(spect_logits.astype(jnp.float32), axis=1)
+    a_temp = jax.nn.softmax(temp_logits.astype(jnp.float32), axis=1)
+    mask = self.scale * a_spect[:, :, None, :] * a_temp[:, None, :, :]
+    self.sow("intermediates", "attention_mask", mask)
+    return (mask.astype(x.dtype) * x).astype(x.dtype)

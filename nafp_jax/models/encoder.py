@@ -1,0 +1,81 @@
+"""The paper's ResNet-like encoder with spectral-temporal attention (SPEC §2).
+
+Input [B, F=64, T=96, 1] (NHWC with H = mel bands, W = frames).  A 3x3 stem,
+then ResBlockAttention blocks (the first at stride 1, the rest at stride 2),
+each with two attention modules, a channel-major flatten (C, F, T) and the
+divide-and-encode head.  The `paper` widths (32, 32, 64, 128, 256, 512, 1024)
+give ~19.9 M parameters; `small` and `tiny` configs narrow them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nafp_jax.models.attention import SpectralTemporalAttention
+from nafp_jax.models.heads import DivideAndEncode
+
+
+def _conv3x3(features: int, stride: int, dtype, name: str) -> nn.Conv:
+  """3x3 convolution with explicit (1, 1) padding on both axes.
+
+  Explicit padding keeps the sampling grid of stride-2 convs centred on even
+  sizes ("SAME" pads (0, 1) there and shifts it).
+  """
+  return nn.Conv(features, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)),
+                 use_bias=False, dtype=dtype, name=name)
+
+
+class ResBlockAttention(nn.Module):
+  """y = Att2(ReLU(BN(conv(Att1(ReLU(BN(conv_s(x)))))) + shortcut(x)))."""
+  features: int
+  stride: int
+  attention_scale: float = 100.0
+  dtype: jnp.dtype = jnp.float32
+  bn_momentum: float = 0.9
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                                     epsilon=1e-5, dtype=self.dtype, name=name)
+    y = _conv3x3(self.features, self.stride, self.dtype, "conv1")(x)
+    y = nn.relu(norm("bn1")(y))
+    y = SpectralTemporalAttention(self.attention_scale, self.dtype, name="att1")(y)
+    y = _conv3x3(self.features, 1, self.dtype, "conv2")(y)
+    y = norm("bn2")(y)
+    shortcut = x
+    if x.shape[-1] != self.features or self.stride != 1:
+      shortcut = nn.Conv(self.features, (1, 1), strides=(self.stride, self.stride),
+                         use_bias=False, dtype=self.dtype, name="shortcut")(x)
+    y = nn.relu(y + shortcut)
+    return SpectralTemporalAttention(self.attention_scale, self.dtype, name="att2")(y)
+
+
+class AttentionEncoder(nn.Module):
+  """Stem + ResBlockAttention stack + channel-major flatten + divide-and-encode."""
+  widths: Sequence[int] = (32, 32, 64, 128, 256, 512, 1024)
+  embedding_dim: int = 128
+  head_hidden: int = 32
+  attention_scale: float = 100.0
+  dropout_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    stem, blocks = self.widths[0], self.widths[1:]
+    x = x.astype(self.dtype)
+    x = _conv3x3(stem, 1, self.dtype, "stem_conv")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     dtype=self.dtype, name="stem_bn")(x)
+    x = nn.relu(x)
+    for i, width in enumerate(blocks):
+      x = ResBlockAttention(width, 1 if i == 0 else 2, self.attention_scale, self.dtype,
+                            name=f"res{i + 1}")(x, train)
+    # Channel-major flatten: [B, F, T, C] -> [B, C, F, T] -> [B, C*F*T], so each
+    # head group sees whole channels' maps.
+    flat = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+    flat = nn.Dropout(self.dropout_rate, deterministic=not train)(flat)
+    return DivideAndEncode(self.embedding_dim, self.head_hidden, self.dtype, name="head")(flat)

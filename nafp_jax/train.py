@@ -1,0 +1,242 @@
+"""One readable training loop: `train_and_evaluate(config, workdir)` (SPEC §3).
+
+The step is a pure function jitted over a ('data', 'model') mesh: the batch is
+split over 'data', the state replicated and donated.  The log-mel front end
+runs inside the step, so the input pipeline only ships waveforms.  Checkpoints
+(async, Orbax) carry the data position, so a killed run restarted with the
+same command continues exactly where the last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Iterator
+
+from absl import logging
+import flax.linen as nn
+from flax.training import train_state
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from nafp_jax import checkpointing, frontend, loss as loss_lib, optimizers, sharding
+from nafp_jax.metrics_logging import MetricsLogger
+from nafp_jax.models import create_model
+
+
+class TrainState(train_state.TrainState):
+  """Params, optimizer state, BatchNorm statistics and the base RNG key."""
+  batch_stats: Any
+  rng: jax.Array
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+                       out_sharding: jax.sharding.Sharding | None = None) -> TrainState:
+  """Initialise parameters (on a dummy segment batch) and optimizer state in one jit."""
+
+  def init(rng):
+    init_rng, state_rng = jax.random.split(rng)
+    dummy = jnp.zeros((2, frontend.N_MELS, frontend.WINDOW_FRAMES, 1), jnp.float32)
+    variables = model.init({"params": init_rng, "dropout": init_rng}, dummy, train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                             batch_stats=variables.get("batch_stats", {}), rng=state_rng)
+
+  # Non-partitionable threefry compiles the ~250 initialisers 2x faster on CPU; the
+  # parameters are replicated, so the partitionable variant buys nothing here.
+  with jax.threefry_partitionable(False):
+    return jax.jit(init, out_shardings=out_sharding)(rng)
+
+
+def _embed_pairs(state: TrainState, params, batch, train: bool, rng):
+  """Embeddings of anchors and positives in one forward pass over the 2N batch."""
+  waves = jnp.concatenate([batch["anchor"], batch["positive"]], axis=0)
+  x = frontend.segment_features(waves)
+  variables = {"params": params}
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+  if train:
+    emb, updates = state.apply_fn(variables, x, train=True, mutable=["batch_stats"],
+                                  rngs={"dropout": rng})
+    return emb, updates.get("batch_stats", state.batch_stats)
+  return state.apply_fn(variables, x, train=False), state.batch_stats
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, temperature: float,
+               schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on the global batch (pure)."""
+  n = batch["anchor"].shape[0]
+  rng = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    emb, new_stats = _embed_pairs(state, params, batch, True, rng)
+    return loss_lib.nt_xent(emb[:n], emb[n:], temperature), (emb, new_stats)
+
+  (loss, (emb, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads, batch_stats=new_stats)
+  metrics = {
+      "loss": loss,
+      "top1": loss_lib.retrieval_accuracy(emb[:n], emb[n:], 1),
+      "top5": loss_lib.retrieval_accuracy(emb[:n], emb[n:], 5),
+      "grad_norm": optax.global_norm(grads),
+      "lr": schedule(state.step),
+  }
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
+              temperature: float) -> dict[str, jax.Array]:
+  """Loss and in-batch retrieval accuracy with BatchNorm in inference mode."""
+  n = batch["anchor"].shape[0]
+  emb, _ = _embed_pairs(state, state.params, batch, False, None)
+  return {"loss": loss_lib.nt_xent(emb[:n], emb[n:], temperature),
+          "top1": loss_lib.retrieval_accuracy(emb[:n], emb[n:], 1),
+          "top5": loss_lib.retrieval_accuracy(emb[:n], emb[n:], 5)}
+
+
+def _pair_config(data: ml_collections.ConfigDict):
+  from input_pipeline.pairs import PairConfig  # pylint: disable=g-import-not-at-top
+  sr = frontend.SAMPLE_RATE
+  return PairConfig(
+      segment_samples=frontend.SEGMENT_SAMPLES,
+      max_offset_samples=int(round(data.max_offset_ms * sr / 1000)),
+      reverb_context_samples=int(round(data.reverb_context_s * sr)),
+      rir_samples=int(round(data.rir_max_s * sr)),
+      slot_samples=frontend.SEGMENT_SAMPLES,
+      snr_db_range=(data.snr_db_min, data.snr_db_max),
+      distortion_weights=tuple(data.distortion_weights),
+      energy_threshold=data.energy_threshold)
+
+
+def create_pair_sources(config: ml_collections.ConfigDict):
+  """This host's (train, eval) PairSources; each host reads only its share of files."""
+  from input_pipeline import pairs, sources  # pylint: disable=g-import-not-at-top
+  d = config.data
+  data_dir = d.data_dir or None
+  host, hosts = jax.process_index(), jax.process_count()
+  tracks = sources.prepare(d.tracks, "tracks", data_dir)
+  noise = sources.prepare(d.noise, "noise", data_dir)
+  rirs = sources.prepare(d.rirs, "rirs", data_dir, rir_t60_range=(d.rir_t60_min, d.rir_t60_max),
+                         rir_seed=config.seed)
+  noise_bank = sources.load_bank(noise, d.noise_split, "audio", host, hosts)
+  rir_bank = sources.load_bank(rirs, "train", "rir", host, hosts)
+  cfg = _pair_config(d)
+  train = pairs.PairSource(sources.load_bank(tracks, d.train_split, "audio", host, hosts),
+                           noise_bank, rir_bank, cfg)
+  evaluation = pairs.PairSource(sources.load_bank(tracks, d.eval_split, "audio", host, hosts),
+                                noise_bank, rir_bank, cfg)
+  return train, evaluation
+
+
+def _numpy_batches(ds) -> Iterator[dict[str, np.ndarray]]:
+  for batch in ds.as_numpy_iterator():
+    yield {"anchor": batch["anchor"], "positive": batch["positive"], "index": batch["index"]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Train (or resume) the model of `config` in `workdir`; returns the final state."""
+  from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
+  if config.batch_size % jax.process_count():
+    raise ValueError(f"batch_size {config.batch_size} not divisible by "
+                     f"{jax.process_count()} processes")
+  mesh = sharding.create_mesh(config.mesh)
+  if config.batch_size % mesh.shape["data"]:
+    raise ValueError(f"batch_size {config.batch_size} not divisible by the data axis "
+                     f"({mesh.shape['data']} devices)")
+  host_batch = config.batch_size // jax.process_count()
+
+  model = create_model(config.model)
+  tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_train_steps)
+  replicated = sharding.replicated(mesh)
+  state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), replicated)
+
+  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
+  checkpointing.check_or_record_config(workdir, config, manager.latest_step() is not None)
+  positions = [0] * jax.process_count()
+  restored = checkpointing.restore_latest(
+      manager, jax.tree.map(ocp_abstract(replicated), state))
+  if restored is not None:
+    state, data = restored
+    positions = list(data["positions"])
+    if len(positions) != jax.process_count():
+      raise ValueError(f"{workdir}: checkpoint was written by {len(positions)} processes, "
+                       f"this run has {jax.process_count()}")
+    logging.info("Resumed from step %d (data position %s)", int(state.step), positions)
+  start_step = int(state.step)
+
+  train_source, eval_source = create_pair_sources(config)
+  host = jax.process_index()
+  train_iter = _numpy_batches(pairs.pair_dataset(
+      train_source, host_batch, config.seed, positions[host], host=host))
+  eval_batches = None
+
+  jit_train = jax.jit(functools.partial(train_step, temperature=config.loss.temperature,
+                                        schedule=schedule),
+                      in_shardings=(replicated, sharding.batch_sharded(mesh)),
+                      out_shardings=(replicated, replicated), donate_argnums=0)
+  jit_eval = jax.jit(functools.partial(eval_step, temperature=config.loss.temperature),
+                     in_shardings=(replicated, sharding.batch_sharded(mesh)),
+                     out_shardings=replicated)
+
+  logger = MetricsLogger(f"{workdir}/tensorboard", config.num_train_steps)
+  pending: list[dict[str, jax.Array]] = []
+  interval_start, interval_steps = time.time(), 0
+  position = positions[host]
+  for step in range(start_step, config.num_train_steps):
+    batch = next(train_iter)
+    position = int(batch.pop("index")[-1]) + 1
+    state, metrics = jit_train(state, sharding.global_batch(batch, mesh))
+    pending.append(metrics)
+    interval_steps += 1
+    done = step + 1
+    is_last = done == config.num_train_steps
+    if done % config.log_every_steps == 0 or is_last:
+      summary = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+      _check_finite(summary, done)
+      elapsed = time.time() - interval_start
+      summary["segments_per_s"] = 2 * config.batch_size * interval_steps / max(elapsed, 1e-9)
+      logger.write(done, summary)
+      logger.progress(done, summary)
+      pending, interval_start, interval_steps = [], time.time(), 0
+    if done % config.eval_every_steps == 0 or is_last:
+      if eval_batches is None:
+        eval_batches = list(_numpy_batches(pairs.pair_dataset(
+            eval_source, host_batch, config.seed + 1, 0, host=host).take(config.num_eval_batches)))
+      results = [jit_eval(state, sharding.global_batch(
+          {k: v for k, v in b.items() if k != "index"}, mesh)) for b in eval_batches]
+      evals = {k: float(np.mean([r[k] for r in jax.device_get(results)])) for k in results[0]}
+      logger.write(done, evals, prefix="eval")
+      logger.progress(done, evals, prefix="eval")
+    if done % config.checkpoint_every_steps == 0 or is_last:
+      _check_finite(jax.device_get(metrics), done)
+      all_positions = _gather_positions(position)
+      checkpointing.save(manager, done, state, {"positions": all_positions})
+  manager.wait_until_finished()
+  manager.close()
+  logger.close()
+  return state
+
+
+def ocp_abstract(target_sharding):
+  """Map a concrete leaf to a ShapeDtypeStruct with the given sharding (restore target)."""
+  def to_abstract(x):
+    return jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype, sharding=target_sharding)
+  return to_abstract
+
+
+def _check_finite(metrics: dict[str, Any], step: int) -> None:
+  bad = {k: float(v) for k, v in metrics.items() if not np.all(np.isfinite(v))}
+  if bad:
+    raise FloatingPointError(f"non-finite metrics at step {step}: {bad}; not checkpointing. "
+                             "Lower the learning rate or check the input data.")
+
+
+def _gather_positions(position: int) -> list[int]:
+  """Every process's next example index, in process order."""
+  if jax.process_count() == 1:
+    return [int(position)]
+  gathered = multihost_utils.process_allgather(np.asarray([position], np.int64))
+  return [int(p) for p in np.asarray(gathered).reshape(-1)]

@@ -1,0 +1,161 @@
+"""Distortion ops eagerly and inside tf.data, and the pair pipeline's contracts."""
+
+import numpy as np
+import pytest
+import scipy.signal
+import tensorflow as tf
+
+from input_pipeline import distortions, pairs
+from input_pipeline.pcm_bank import PcmBank
+
+
+def _snr_db(signal, noise):
+  return 10 * np.log10(np.mean(signal ** 2) / np.mean(noise ** 2))
+
+
+@pytest.mark.parametrize("snr", [0.0, 7.5, 20.0])
+def test_mix_at_snr_eager_and_in_tf_data(snr):
+  rng = np.random.default_rng(0)
+  signal = rng.standard_normal(15360).astype(np.float32) * 0.3
+  noise = rng.standard_normal(15360).astype(np.float32) * 2.0
+  scaled = distortions.scale_to_snr(signal, noise, snr).numpy()
+  assert abs(_snr_db(signal, scaled) - snr) < 0.1
+  mixed = distortions.mix_at_snr(signal, noise, snr).numpy()
+  np.testing.assert_allclose(mixed, signal + scaled, rtol=1e-6, atol=1e-6)
+  ds = tf.data.Dataset.from_tensors((signal, noise)).map(
+      lambda s, n: distortions.scale_to_snr(s, n, tf.constant(snr)))
+  assert abs(_snr_db(signal, next(iter(ds)).numpy()) - snr) < 0.1
+
+
+def test_reverberate_is_full_convolution_with_context():
+  rng = np.random.default_rng(1)
+  x = rng.standard_normal(3000).astype(np.float32)
+  h = (np.exp(-np.arange(700) / 100) * rng.standard_normal(700)).astype(np.float32)
+  full = scipy.signal.fftconvolve(x, h)
+  np.testing.assert_allclose(distortions.fft_convolve(x, h).numpy(), full, atol=1e-4)
+  context = 1000
+  out = distortions.reverberate(x, h, context).numpy()
+  np.testing.assert_allclose(out, full[context:3000], atol=1e-4)
+  in_graph = next(iter(tf.data.Dataset.from_tensors((x, h)).map(
+      lambda a, b: distortions.reverberate(a, b, context))))
+  np.testing.assert_allclose(in_graph.numpy(), out, atol=1e-5)
+
+
+def test_peak_normalize_and_power():
+  x = tf.constant([[0.5, -2.0, 1.0], [0.0, 0.0, 0.0]])
+  np.testing.assert_allclose(distortions.peak_normalize(x).numpy(),
+                             [[0.25, -1.0, 0.5], [0, 0, 0]])
+  np.testing.assert_allclose(distortions.mean_power(x).numpy(), [5.25 / 3, 0.0])
+
+
+def _banks(tmp_path, silent_track=False):
+  rng = np.random.default_rng(2)
+  tracks = [("t0", (rng.standard_normal(16000 * 6) * 3000).astype(np.int16)),
+            ("t1", (rng.standard_normal(16000 * 4) * 3000).astype(np.int16))]
+  if silent_track:
+    tracks.append(("silence", np.zeros(16000 * 10, np.int16)))
+  track_bank = PcmBank.write(tmp_path / "tracks", tracks, np.int16, 16000)
+  noise_bank = PcmBank.write(tmp_path / "noise", [("n0", (rng.standard_normal(5000) * 3000)
+                                                   .astype(np.int16))], np.int16, 16000)
+  rir = np.zeros(800, np.float32)
+  rir[0], rir[400] = 1.0, 0.5
+  rir_bank = PcmBank.write(tmp_path / "rirs", [("r0", rir)], np.float32, 16000)
+  return track_bank, noise_bank, rir_bank
+
+
+def _source(tmp_path, **overrides):
+  cfg = pairs.PairConfig(reverb_context_samples=1600, rir_samples=800, **overrides)
+  return pairs.PairSource(*_banks(tmp_path), cfg)
+
+
+def test_positive_is_the_anchor_shifted_by_the_offset(tmp_path):
+  # Noise only at 200 dB SNR: the positive is the shifted crop, untouched.
+  source = _source(tmp_path, distortion_weights=(1.0, 0.0, 0.0), snr_db_range=(200.0, 200.0))
+  batch = next(iter(pairs.pair_dataset(source, 16, seed=3)))
+  offsets = batch["offset"].numpy()
+  assert np.all(np.abs(offsets) <= 800) and len(set(offsets)) > 8
+  for i in range(16):
+    wave = source.tracks.waveform(int(batch["track"][i])).astype(np.float32)
+    start, off = int(batch["start"][i]), int(offsets[i])
+    lo = start + off
+    expected = np.zeros(15360, np.float32)
+    src = wave[max(lo, 0):lo + 15360]
+    expected[max(-lo, 0):max(-lo, 0) + src.size] = src
+    expected /= np.abs(expected).max()
+    np.testing.assert_allclose(batch["positive"][i].numpy(), expected, atol=1e-5)
+    anchor = wave[start:start + 15360]
+    np.testing.assert_allclose(batch["anchor"][i].numpy(), anchor / np.abs(anchor).max(), atol=1e-6)
+
+
+def test_realised_snr_in_pipeline_is_requested(tmp_path):
+  source = _source(tmp_path, distortion_weights=(1.0, 0.0, 0.0), max_offset_samples=0)
+  batch = next(iter(pairs.pair_dataset(source, 16, seed=4)))
+  for i in range(16):
+    wave = source.tracks.waveform(int(batch["track"][i])).astype(np.float64)
+    start = int(batch["start"][i])
+    clean = wave[start:start + 15360]
+    noise = source.noise.window(int(batch["noise"][i]), int(batch["noise_start"][i]) + 1600,
+                                15360, loop=True).astype(np.float64)
+    # positive = g * (clean + k * noise): solve for the two weights, then measure the SNR.
+    weights, *_ = np.linalg.lstsq(np.stack([clean, noise], 1),
+                                  batch["positive"][i].numpy().astype(np.float64), rcond=None)
+    realised = _snr_db(weights[0] * clean, weights[1] * noise)
+    assert abs(realised - float(batch["snr_db"][i])) < 0.1
+
+
+def test_distortion_kinds_and_same_seed_same_examples(tmp_path):
+  source = _source(tmp_path)
+  a = next(iter(pairs.pair_dataset(source, 32, seed=5)))
+  b = next(iter(pairs.pair_dataset(source, 32, seed=5)))
+  c = next(iter(pairs.pair_dataset(source, 32, seed=6)))
+  for key in a:
+    np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+  assert not np.array_equal(a["positive"].numpy(), c["positive"].numpy())
+  assert set(a["kind"].numpy()) == {pairs.NOISE, pairs.REVERB, pairs.NOISE_REVERB}
+  snr = a["snr_db"].numpy()
+  assert snr.min() >= 0 and snr.max() <= 20
+
+
+def test_resume_from_index_continues_the_stream(tmp_path):
+  source = _source(tmp_path)
+  batches = list(pairs.pair_dataset(source, 4, seed=7).take(6))   # crosses an epoch
+  assert source.slots_per_epoch < 24
+  resume_at = int(batches[2]["index"].numpy()[-1]) + 1
+  resumed = list(pairs.pair_dataset(source, 4, seed=7, start_index=resume_at).take(3))
+  for want, got in zip(batches[3:], resumed):
+    np.testing.assert_array_equal(want["index"].numpy(), got["index"].numpy())
+    np.testing.assert_array_equal(want["positive"].numpy(), got["positive"].numpy())
+
+
+def test_epoch_visits_every_slot_once(tmp_path):
+  source = _source(tmp_path)
+  n = source.slots_per_epoch
+  ds = pairs.pair_dataset(source, 1, seed=8).take(n)
+  indices = [int(b["index"][0]) for b in ds]
+  assert indices == list(range(n))
+
+
+def test_energy_gate_rejects_silent_crops(tmp_path):
+  cfg = pairs.PairConfig(reverb_context_samples=1600, rir_samples=800)
+  source = pairs.PairSource(*_banks(tmp_path, silent_track=True), cfg)
+  silent = source.tracks.names.index("silence")
+  tracks = np.concatenate([b["track"].numpy() for b in pairs.pair_dataset(source, 4, 9).take(5)])
+  assert silent not in tracks and len(tracks) == 20
+  indices = np.concatenate([b["index"].numpy() for b in pairs.pair_dataset(source, 4, 9).take(5)])
+  assert indices[-1] + 1 > 20  # some stream positions were rejected
+
+
+def test_bank_window_padding_loop_and_atomic_write(tmp_path):
+  bank = PcmBank.write(tmp_path / "b", [("a", np.arange(5, dtype=np.int16))], np.int16, 16000)
+  np.testing.assert_array_equal(bank.window(0, -2, 4), [0, 0, 0, 1])
+  np.testing.assert_array_equal(bank.window(0, 3, 4), [3, 4, 0, 0])
+  np.testing.assert_array_equal(bank.window(0, 3, 4, loop=True), [3, 4, 0, 1])
+
+  def failing():
+    yield "x", np.ones(3, np.int16)
+    raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    PcmBank.write(tmp_path / "b", failing(), np.int16, 16000)
+  assert PcmBank(tmp_path / "b").names == ["a"]           # the old bank is intact
+  assert [p.name for p in tmp_path.iterdir()] == ["b"]    # no temporary left behind

@@ -1,0 +1,98 @@
+"""NT-Xent against a NumPy reference, and sharded == unsharded on 8 CPU devices."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+import numpy as np
+import optax
+
+from configs import tiny
+from nafp_jax import loss as loss_lib, sharding, train
+from nafp_jax.models import create_model
+
+
+def _numpy_nt_xent(a, p, tau):
+  z = np.concatenate([a, p]).astype(np.float64)
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  n2 = z.shape[0]
+  n = n2 // 2
+  sim = z @ z.T / tau
+  total = 0.0
+  for i in range(n2):
+    j = (i + n) % n2
+    others = [sim[i, k] for k in range(n2) if k != i]
+    total += -sim[i, j] + np.log(np.sum(np.exp(others)))
+  return total / n2
+
+
+def test_nt_xent_matches_numpy():
+  rng = np.random.default_rng(0)
+  a, p = rng.standard_normal((2, 6, 16)).astype(np.float32)
+  for tau in (0.05, 0.1, 1.0):
+    np.testing.assert_allclose(float(loss_lib.nt_xent(a, p, tau)), _numpy_nt_xent(a, p, tau),
+                               rtol=1e-5)
+
+
+def test_perfect_pairs_give_full_accuracy_and_low_loss():
+  rng = np.random.default_rng(1)
+  a = rng.standard_normal((8, 32)).astype(np.float32)
+  assert float(loss_lib.retrieval_accuracy(a, a, 1)) == 1.0
+  assert float(loss_lib.retrieval_accuracy(a, -a, 5)) < 0.5
+  assert float(loss_lib.nt_xent(a, a, 0.05)) < float(loss_lib.nt_xent(a, -a, 0.05))
+
+
+def test_sharded_loss_and_grads_equal_unsharded():
+  assert jax.device_count() == 8
+  mesh = sharding.create_mesh()
+  rng = np.random.default_rng(2)
+  a, p = rng.standard_normal((2, 16, 24)).astype(np.float32)
+  w = rng.standard_normal((24, 24)).astype(np.float32)
+
+  def objective(w, a, p):
+    return loss_lib.nt_xent(a @ w, p @ w, 0.1)
+
+  ref_loss, ref_grad = jax.value_and_grad(objective)(w, a, p)
+  batch = NamedSharding(mesh, P("data"))
+  f = jax.jit(jax.value_and_grad(objective), in_shardings=(sharding.replicated(mesh), batch, batch))
+  a_sh, p_sh = jax.device_put(a, batch), jax.device_put(p, batch)
+  assert len(a_sh.addressable_shards) == 8 and a_sh.addressable_shards[0].data.shape == (2, 24)
+  loss, grad = f(w, a_sh, p_sh)
+  np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(grad), np.asarray(ref_grad), rtol=1e-5, atol=1e-6)
+
+
+def test_sharded_train_step_equals_single_device():
+  """Global negatives *and* global BatchNorm: 8-way data parallel == one device."""
+  config = tiny.get_config()
+  model = create_model(config.model)
+  # Plain SGD with lr 1 makes the update equal to the gradient, so the comparison is of
+  # gradients (Adam would turn float round-off in near-zero gradients into +-lr steps).
+  schedule = optax.constant_schedule(1.0)
+  state = train.create_train_state(model, optax.sgd(schedule), jax.random.PRNGKey(0))
+  rng = np.random.default_rng(3)
+  batch = {k: (0.3 * rng.standard_normal((8, 15360))).astype(np.float32)
+           for k in ("anchor", "positive")}
+  step = functools.partial(train.train_step, temperature=0.1, schedule=schedule)
+
+  one = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
+  eight = sharding.create_mesh()
+  results = []
+  for mesh in (one, eight):
+    f = jax.jit(step, in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
+                out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)))
+    new_state, metrics = f(jax.device_put(state, sharding.replicated(mesh)),
+                           jax.device_put(batch, sharding.batch_sharded(mesh)))
+    results.append(jax.device_get((new_state.params, new_state.batch_stats, metrics)))
+  (p1, s1, m1), (p8, s8, m8) = results
+  np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
+  np.testing.assert_allclose(m8["grad_norm"], m1["grad_norm"], rtol=1e-4)
+  # Float32 sums in another order.  The untrained network is ill-conditioned (raw dB
+  # input, attention scale 100): merely permuting the batch on one device moves the
+  # gradients by up to 6e-3 of each tensor's largest entry (measured), so 5e-3 of the
+  # scale is round-off; local-only negatives or per-shard BatchNorm change the loss itself.
+  def close(x, y):
+    np.testing.assert_allclose(x, y, rtol=0, atol=5e-3 * float(np.abs(y).max()) + 1e-7)
+  jax.tree.map(close, s8, s1)
+  jax.tree.map(close, p8, p1)

@@ -1,0 +1,103 @@
+"""End-to-end training of the tiny config: runs, resumes exactly, refuses bad set-ups."""
+
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from nafp_jax import checkpointing, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(**overrides):
+  config = tiny.get_config()
+  config.log_every_steps = 1
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def _params(state):
+  return jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+def test_two_step_end_to_end_run(tmp_path):
+  state = train.train_and_evaluate(_config(num_train_steps=2, eval_every_steps=2), str(tmp_path))
+  assert int(state.step) == 2
+  assert (tmp_path / "checkpoints" / "2").is_dir()
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  assert (tmp_path / "config.json").exists()
+
+
+def test_resume_equals_uninterrupted_in_process(tmp_path):
+  straight = train.train_and_evaluate(_config(num_train_steps=4), str(tmp_path / "a"))
+  train.train_and_evaluate(_config(num_train_steps=2), str(tmp_path / "b"))
+  resumed = train.train_and_evaluate(_config(num_train_steps=4), str(tmp_path / "b"))
+  jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(resumed))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.opt_state),
+               jax.device_get(resumed.opt_state))
+
+
+def _main_command(workdir, *extra):
+  return [sys.executable, "-m", "nafp_jax.main", "--config", str(ROOT / "configs" / "tiny.py"),
+          "--workdir", str(workdir), *extra]
+
+
+def test_killed_run_resumes_like_an_uninterrupted_one(tmp_path):
+  steps = ["--config.num_train_steps=40", "--config.checkpoint_every_steps=3",
+           "--config.eval_every_steps=1000"]
+  workdir = tmp_path / "killed"
+  proc = subprocess.Popen(_main_command(workdir, *steps), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=dict(os.environ))
+  deadline = time.time() + 300
+  while not (workdir / "checkpoints" / "3").is_dir():
+    assert proc.poll() is None, "training exited before its first checkpoint"
+    assert time.time() < deadline, "no checkpoint within 300 s"
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert done and done[-1] < 40, f"run was not interrupted (checkpoints {done})"
+
+  result = subprocess.run(_main_command(workdir, *steps), cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ), timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Resumed from step" in result.stderr
+
+  reference = train.train_and_evaluate(
+      _config(num_train_steps=40, checkpoint_every_steps=3, eval_every_steps=1000),
+      str(tmp_path / "straight"))
+  manager = checkpointing.create_manager(workdir, 3)
+  restored, data = checkpointing.restore_latest(
+      manager, jax.tree.map(train.ocp_abstract(None), reference))
+  assert int(restored.step) == 40
+  jax.tree.map(np.testing.assert_array_equal, _params(reference), _params(restored))
+  assert data["positions"][0] >= 40 * 8
+
+
+def test_workdir_of_another_config_is_refused(tmp_path):
+  train.train_and_evaluate(_config(num_train_steps=1), str(tmp_path))
+  other = _config(num_train_steps=2)
+  other.model.widths = (4, 4, 8, 8, 16, 32, 128)
+  with pytest.raises(checkpointing.ConfigMismatchError, match="model.widths"):
+    train.train_and_evaluate(other, str(tmp_path))
+
+
+def test_mistyped_override_fails_naming_the_key(tmp_path):
+  result = subprocess.run(_main_command(tmp_path, "--config.batch_sise=4"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert "batch_sise" in result.stderr
+
+
+def test_non_finite_metrics_stop_training():
+  with pytest.raises(FloatingPointError, match="step 7"):
+    train._check_finite({"loss": float("nan"), "top1": 0.5}, 7)  # pylint: disable=protected-access
