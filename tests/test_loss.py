@@ -78,21 +78,27 @@ def test_sharded_train_step_equals_single_device():
 
   one = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
   eight = sharding.create_mesh()
+  # The same pairs in another order on one device: mathematically the same step, so its
+  # difference from the first run is the float32 round-off scale of this (ill-conditioned,
+  # untrained: raw dB input, attention scale 100) network.
+  perm = np.array([3, 1, 2, 0, 7, 5, 6, 4])
+  permuted = {k: v[perm] for k, v in batch.items()}
   results = []
-  for mesh in (one, eight):
+  for mesh, data in ((one, batch), (eight, batch), (one, permuted)):
     f = jax.jit(step, in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
                 out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)))
     new_state, metrics = f(jax.device_put(state, sharding.replicated(mesh)),
-                           jax.device_put(batch, sharding.batch_sharded(mesh)))
-    results.append(jax.device_get((new_state.params, new_state.batch_stats, metrics)))
-  (p1, s1, m1), (p8, s8, m8) = results
+                           jax.device_put(data, sharding.batch_sharded(mesh)))
+    results.append(jax.device_get(((new_state.params, new_state.batch_stats), metrics)))
+  (ref, m1), (sharded, m8), (reordered, _) = results
+  # Local-only negatives or per-shard BatchNorm would change the loss itself.
   np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
-  np.testing.assert_allclose(m8["grad_norm"], m1["grad_norm"], rtol=1e-4)
-  # Float32 sums in another order.  The untrained network is ill-conditioned (raw dB
-  # input, attention scale 100): merely permuting the batch on one device moves the
-  # gradients by up to 6e-3 of each tensor's largest entry (measured), so 5e-3 of the
-  # scale is round-off; local-only negatives or per-shard BatchNorm change the loss itself.
-  def close(x, y):
-    np.testing.assert_allclose(x, y, rtol=0, atol=5e-3 * float(np.abs(y).max()) + 1e-7)
-  jax.tree.map(close, s8, s1)
-  jax.tree.map(close, p8, p1)
+  np.testing.assert_allclose(m8["grad_norm"], m1["grad_norm"], rtol=1e-3)
+
+  def worst_relative_difference(a, b):
+    return max(jax.tree.leaves(jax.tree.map(
+        lambda x, y: float(np.abs(x - y).max() / (np.abs(y).max() + 1e-12)), a, b)))
+
+  sharding_error = worst_relative_difference(sharded, ref)
+  roundoff = worst_relative_difference(reordered, ref)
+  assert sharding_error <= 2 * roundoff + 1e-5, (sharding_error, roundoff)

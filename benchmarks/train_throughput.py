@@ -1,0 +1,74 @@
+"""Training-step throughput (segments/s) of a config on this machine's devices.
+
+  python benchmarks/train_throughput.py --config configs/small.py --batch 64 --steps 10
+
+Times the jitted train step alone (front end + encoder + NT-Xent + optimizer) on
+random waveforms, after one compile-and-warm-up step, and prints segments/s
+(2 per pair).  With --pipeline it also times the tf.data pair pipeline of the
+config on its own (pairs/s) and prints the pipeline/step ratio.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from absl import app, flags
+import jax
+import numpy as np
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", "configs/small.py", "Config to benchmark.")
+flags.DEFINE_integer("batch", 0, "Pairs per step (0 = the config's batch_size).")
+flags.DEFINE_integer("steps", 10, "Timed steps.")
+flags.DEFINE_bool("pipeline", False, "Also time the input pipeline alone.")
+
+
+def main(_):
+  from nafp_jax import frontend, optimizers, sharding, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  config = FLAGS.config
+  batch = FLAGS.batch or config.batch_size
+  mesh = sharding.create_mesh(config.mesh)
+  model = create_model(config.model)
+  tx, schedule = optimizers.create_optimizer(config.optimizer, 1000)
+  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), sharding.replicated(mesh))
+  step = jax.jit(functools.partial(train.train_step, temperature=config.loss.temperature,
+                                   schedule=schedule),
+                 in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
+                 donate_argnums=0)
+  rng = np.random.default_rng(0)
+  data = {k: (0.3 * rng.standard_normal((batch, frontend.SEGMENT_SAMPLES))).astype(np.float32)
+          for k in ("anchor", "positive")}
+  data = jax.device_put(data, sharding.batch_sharded(mesh))
+  t0 = time.perf_counter()
+  state, metrics = step(state, data)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  for _ in range(FLAGS.steps):
+    state, metrics = step(state, data)
+  jax.block_until_ready(metrics)
+  elapsed = time.perf_counter() - t0
+  seg_s = 2 * batch * FLAGS.steps / elapsed
+  print(f"config={config.model.name}{tuple(config.model.widths)} batch={batch} pairs "
+        f"devices={jax.device_count()} ({jax.devices()[0].platform}) dtype={config.model.dtype}")
+  print(f"compile+first step: {compile_s:.1f} s; step: {elapsed / FLAGS.steps * 1000:.0f} ms; "
+        f"train throughput: {seg_s:.1f} segments/s")
+  if FLAGS.pipeline:
+    from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
+    source, _ = train.create_pair_sources(config)
+    it = iter(pairs.pair_dataset(source, batch, seed=0))
+    next(it)
+    t0 = time.perf_counter()
+    n = max(3, FLAGS.steps)
+    for _ in range(n):
+      next(it)
+    pairs_s = n * batch / (time.perf_counter() - t0)
+    print(f"input pipeline alone: {pairs_s:.1f} pairs/s = {2 * pairs_s:.1f} segments/s; "
+          f"pipeline/step ratio: {2 * pairs_s / seg_s:.2f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
