@@ -110,3 +110,37 @@ def frame_windows(mel: jax.Array) -> jax.Array:
   n = 1 + (mel.shape[0] - WINDOW_FRAMES) // WINDOW_HOP_FRAMES
   idx = np.arange(n)[:, None] * WINDOW_HOP_FRAMES + np.arange(WINDOW_FRAMES)[None, :]
   return jnp.swapaxes(mel[idx], -1, -2)[..., None]
+
+
+# Samples of the reflect-padded signal that one 96-frame window reads:
+# frames k = 0..95 start at 160 k and are 512 long.
+WINDOW_SPAN = (WINDOW_FRAMES - 1) * HOP + N_FFT
+
+
+def pad_for_windows(wave: np.ndarray, cfg: FrontEndConfig = FrontEndConfig()) -> np.ndarray:
+  """Reflect-pad a waveform as the centred STFT does, so window slices can be cut on the host."""
+  pad = cfg.n_fft // 2
+  if wave.shape[-1] <= pad:
+    raise ValueError(f"waveform of {wave.shape[-1]} samples is shorter than one fingerprint")
+  return np.pad(np.asarray(wave, np.float32), (pad, pad), mode="reflect")
+
+
+def window_slices(padded: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
+  """[len(start_frames), WINDOW_SPAN] slices of the padded signal, one per window."""
+  idx = np.asarray(start_frames)[:, None] * HOP + np.arange(WINDOW_SPAN)[None, :]
+  return padded[idx]
+
+
+def features_from_slices(slices: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
+  """Model input [B, 64, 96, 1] from window slices [B, WINDOW_SPAN] (see `window_slices`).
+
+  Equal to `frame_windows(log_mel(track))` for the windows those slices start at.
+  """
+  idx = np.arange(WINDOW_FRAMES)[:, None] * cfg.hop + np.arange(cfg.n_fft)[None, :]
+  framed = slices[:, idx] * jnp.asarray(_hann(cfg.n_fft))
+  spec = jnp.fft.rfft(framed, n=cfg.n_fft, axis=-1)
+  power = jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
+  mel = jnp.einsum("btf,fm->btm", power, jnp.asarray(mel_matrix(cfg)),
+                   precision=jax.lax.Precision.HIGHEST)
+  log = 10.0 * jnp.log10(jnp.maximum(mel, cfg.amin))
+  return jnp.swapaxes(log, -1, -2)[..., None]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import nafp as nafp_config, paper, small, tiny
-from nafp_jax.models import create_model
+from nafp_jax.models import create_model, embed_with_attention
 from nafp_jax.models.attention import SpectralTemporalAttention
 from nafp_jax.models.heads import DivideAndEncode
 from nafp_jax.param_count import count_parameters
@@ -38,6 +38,9 @@ def test_tiny_forward_l2_normalised_and_attention_maps():
   np.testing.assert_allclose(np.linalg.norm(emb, axis=-1), 1.0, rtol=1e-5)
   masks = jax.tree.leaves(inter)
   assert len(masks) == 12
+  emb2, named = embed_with_attention(model, variables, x)
+  np.testing.assert_allclose(emb2, emb, rtol=1e-6)
+  assert list(named)[:2] == ["res1/att1", "res1/att2"] and len(named) == 12
   # Two modules per block: res1 at 64x96, then halved by each stride-2 block.
   expected = [(64, 96)] * 2 + [(32, 48)] * 2 + [(16, 24)] * 2 + [(8, 12)] * 2 + [(4, 6)] * 2 + [
       (2, 3)] * 2

@@ -32,4 +32,17 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
   raise ValueError(f"unknown model name {model_config.name!r} (expected 'attention' or 'nafp')")
 
 
-__all__ = ["AttentionEncoder", "NafpEncoder", "create_model"]
+def embed_with_attention(model: nn.Module, variables: dict, x) -> tuple:
+  """Embeddings plus every attention mask, in inference mode (for plots and debugging).
+
+  Returns (embeddings [B, d], {module path: mask [B, F, T, C]}); the masks are the
+  S * a_spect (outer) a_temp maps each spectral-temporal attention module applied.
+  """
+  import flax  # pylint: disable=g-import-not-at-top
+  emb, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+  flat = flax.traverse_util.flatten_dict(state.get("intermediates", {}), sep="/")
+  masks = {k.rsplit("/", 1)[0]: v[0] for k, v in flat.items()}
+  return emb, masks
+
+
+__all__ = ["AttentionEncoder", "NafpEncoder", "create_model", "embed_with_attention"]

@@ -1,0 +1,306 @@
+"""A catalogue of fingerprinted tracks on disk: one directory, atomic updates.
+
+Layout of CAT/:
+  CURRENT                 name of the live generation (replaced atomically)
+  gen-00000007/
+    manifest.json         format, model identity, storage, row/track counts, threshold
+    tracks.sqlite         track table: id, name, path, duration, first_row, row_count, sha1
+    fingerprints.npy      every fingerprint, sequentially (float32 | float16 | int8)
+    scann/                the serialised ScaNN searcher over those rows
+Every change (add, remove, calibrate) writes a complete new generation beside the
+live one and then swaps CURRENT, so a crash or Ctrl-C at any point leaves the
+previous catalogue intact and usable.  A lock file keeps writers apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import fcntl
+import json
+import os
+from pathlib import Path
+import shutil
+import sqlite3
+import tempfile
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+FORMAT = "nafp-catalogue"
+FORMAT_VERSION = 1
+STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8}
+INT8_SCALE = 127.0  # fingerprints are unit vectors: every coordinate is in [-1, 1]
+
+
+class CatalogueError(RuntimeError):
+  """A catalogue is missing, damaged, or built by another model; the message says which."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackRecord:
+  """One row of the track table."""
+  id: int
+  name: str
+  path: str
+  duration: float
+  first_row: int
+  row_count: int
+  sha1: str
+  added: str
+
+
+class FingerprintMatrix:
+  """Read access to the stored rows as float32, whatever the storage dtype."""
+
+  def __init__(self, stored: np.ndarray, storage: str):
+    self.stored = stored
+    self.storage = storage
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    return self.stored.shape
+
+  def __getitem__(self, index) -> np.ndarray:
+    rows = np.asarray(self.stored[index], np.float32)
+    return rows / INT8_SCALE if self.storage == "int8" else rows
+
+  def __len__(self) -> int:
+    return self.stored.shape[0]
+
+
+def quantize(fingerprints: np.ndarray, storage: str) -> np.ndarray:
+  """float32 rows -> the storage dtype."""
+  if storage == "int8":
+    return np.clip(np.round(fingerprints * INT8_SCALE), -127, 127).astype(np.int8)
+  return np.asarray(fingerprints, STORAGE_DTYPES[storage])
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tracks (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  path TEXT NOT NULL,
+  duration REAL NOT NULL,
+  first_row INTEGER NOT NULL,
+  row_count INTEGER NOT NULL,
+  sha1 TEXT NOT NULL UNIQUE,
+  added TEXT NOT NULL
+);
+"""
+
+
+class Catalogue:
+  """Read-only view of the live generation of a catalogue directory."""
+
+  def __init__(self, root: str | os.PathLike):
+    self.root = Path(root).expanduser()
+    if not self.root.exists():
+      raise CatalogueError(f"{self.root}: catalogue does not exist (create it with `nafp index`)")
+    current = self.root / "CURRENT"
+    if not current.exists():
+      raise CatalogueError(f"{self.root}: not a catalogue (no CURRENT file)")
+    self.generation = self.root / current.read_text().strip()
+    try:
+      self.manifest = json.loads((self.generation / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+      raise CatalogueError(f"{self.root}: damaged catalogue, unreadable manifest ({e})") from None
+    if self.manifest.get("format") != FORMAT:
+      raise CatalogueError(f"{self.root}: not a catalogue of this format")
+    self.tracks = self._read_tracks()
+    n_rows = self.manifest["num_rows"]
+    try:
+      stored = (np.load(self.generation / "fingerprints.npy", mmap_mode="r") if n_rows
+                else np.zeros((0, self.manifest["dim"]), STORAGE_DTYPES[self.storage]))
+    except (OSError, ValueError) as e:
+      raise CatalogueError(f"{self.root}: damaged fingerprint matrix ({e})") from None
+    if stored.shape != (n_rows, self.manifest["dim"]):
+      raise CatalogueError(f"{self.root}: damaged catalogue, matrix {stored.shape} but manifest "
+                           f"says {n_rows} rows")
+    self.matrix = FingerprintMatrix(stored, self.storage)
+    self.starts = np.array([t.first_row for t in self.tracks], np.int64)
+    self.counts = np.array([t.row_count for t in self.tracks], np.int64)
+    self._index_cache: dict[str, object] = {}
+
+  def _read_tracks(self) -> list[TrackRecord]:
+    db = self.generation / "tracks.sqlite"
+    if not db.exists():
+      raise CatalogueError(f"{self.root}: damaged catalogue, no track table")
+    try:
+      with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        rows = con.execute("SELECT id, name, path, duration, first_row, row_count, sha1, added "
+                           "FROM tracks ORDER BY first_row").fetchall()
+    except sqlite3.Error as e:
+      raise CatalogueError(f"{self.root}: damaged track table ({e})") from None
+    return [TrackRecord(*r) for r in rows]
+
+  @property
+  def storage(self) -> str:
+    return self.manifest["storage"]
+
+  @property
+  def threshold(self) -> float | None:
+    return self.manifest.get("threshold")
+
+  def check_model(self, identity: str) -> None:
+    """Refuse to search with a model other than the one that built the catalogue."""
+    if identity != self.manifest["model_identity"]:
+      raise CatalogueError(
+          f"{self.root}: built with model {self.manifest['model_identity'][:12]} "
+          f"({self.manifest.get('model_source')}), but the query model is {identity[:12]}; "
+          "query with the same model or re-index")
+
+  def neighbor_index(self, backend: str = "auto"):
+    """'exact', 'scann', or 'auto' (ScaNN from SCANN_MIN_ROWS rows on)."""
+    from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+    if backend == "auto":
+      backend = "scann" if self.matrix.shape[0] >= neighbors.SCANN_MIN_ROWS else "exact"
+    if backend not in self._index_cache:
+      if backend == "exact":
+        self._index_cache[backend] = neighbors.ExactIndex(self.matrix)
+      elif backend == "scann":
+        folder = self.generation / "scann"
+        if not folder.is_dir():
+          raise CatalogueError(f"{self.root}: no ScaNN searcher stored")
+        self._index_cache[backend] = neighbors.ScannIndex.load(folder)
+      else:
+        raise ValueError(f"unknown search backend {backend!r} (auto, exact, scann)")
+    return self._index_cache[backend]
+
+  def find(self, key: str) -> TrackRecord | None:
+    """A track by id, name, path or content hash."""
+    for t in self.tracks:
+      if key in (str(t.id), t.name, t.path, t.sha1):
+        return t
+    return None
+
+
+@contextlib.contextmanager
+def _writer_lock(root: Path) -> Iterator[None]:
+  root.mkdir(parents=True, exist_ok=True)
+  with open(root / ".lock", "w") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise CatalogueError(f"{root}: another process is writing this catalogue") from None
+    yield
+
+
+def _fsync_dir(path: Path) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _publish(root: Path, tmp: Path, number: int) -> None:
+  """Rename a finished generation into place, swap CURRENT, drop older generations."""
+  final = root / f"gen-{number:08d}"
+  os.replace(tmp, final)
+  _fsync_dir(root)
+  pointer = root / "CURRENT.tmp"
+  pointer.write_text(final.name + "\n")
+  with open(pointer) as f:
+    os.fsync(f.fileno())
+  os.replace(pointer, root / "CURRENT")
+  _fsync_dir(root)
+  for old in root.glob("gen-*"):
+    if old.name != final.name:
+      shutil.rmtree(old, ignore_errors=True)
+  for stale in root.glob(".gen-tmp-*"):
+    shutil.rmtree(stale, ignore_errors=True)
+
+
+def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[TrackRecord],
+                     old_matrix: FingerprintMatrix | None,
+                     new: Iterable[tuple[dict, np.ndarray]], previous_db: Path | None) -> None:
+  """Write a complete generation: kept tracks (with their rows) + new tracks, then publish.
+
+  `new` yields (record fields without id/first_row/row_count, fingerprints [n, d]).
+  Nothing is visible until the final rename; an exception leaves the live one as it was.
+  """
+  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+  root = Path(root)
+  storage, dim = manifest["storage"], manifest["dim"]
+  tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=root))
+  try:
+    db_path = tmp / "tracks.sqlite"
+    if previous_db is not None:
+      shutil.copyfile(previous_db, db_path)
+    con = sqlite3.connect(db_path)
+    with con:
+      con.executescript(_SCHEMA)
+      keep_ids = [t.id for t in keep]
+      con.execute("CREATE TEMP TABLE keep (id INTEGER PRIMARY KEY)")
+      con.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in keep_ids])
+      con.execute("DELETE FROM tracks WHERE id NOT IN (SELECT id FROM keep)")
+    parts, row = [], 0
+    for t in keep:  # compact: kept tracks keep their order, rows renumbered
+      parts.append(old_matrix.stored[t.first_row:t.first_row + t.row_count])
+      with con:
+        con.execute("UPDATE tracks SET first_row = ? WHERE id = ?", (row, t.id))
+      row += t.row_count
+    for fields, fingerprints in new:
+      if fingerprints.shape[1:] != (dim,):
+        raise ValueError(f"fingerprints of dim {fingerprints.shape[1:]} for a {dim}-d catalogue")
+      parts.append(quantize(fingerprints, storage))
+      with con:
+        con.execute("INSERT INTO tracks (name, path, duration, first_row, row_count, sha1, added) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (fields["name"], fields["path"], fields["duration"], row,
+                     int(fingerprints.shape[0]), fields["sha1"],
+                     datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
+      row += fingerprints.shape[0]
+    num_tracks = con.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+    con.close()
+    matrix = (np.concatenate(parts, axis=0) if parts
+              else np.zeros((0, dim), STORAGE_DTYPES[storage]))
+    if matrix.shape[0]:
+      out = np.lib.format.open_memmap(tmp / "fingerprints.npy", mode="w+", dtype=matrix.dtype,
+                                      shape=matrix.shape)
+      out[:] = matrix
+      out.flush()
+      del out
+      float_rows = FingerprintMatrix(matrix, storage)[:]
+      neighbors.ScannIndex.build(float_rows).save(tmp / "scann")
+    manifest = dict(manifest, num_rows=int(matrix.shape[0]), num_tracks=int(num_tracks),
+                    generation=int(manifest.get("generation", 0)) + 1)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    for f in tmp.rglob("*"):
+      if f.is_file():
+        with open(f, "rb") as fh:
+          os.fsync(fh.fileno())
+    _publish(root, tmp, manifest["generation"])
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def create(root: str | os.PathLike, model_identity: str, model_source: str, dim: int,
+           storage: str = "float32") -> Catalogue:
+  """Create an empty catalogue (refuses to touch an existing non-catalogue folder)."""
+  root = Path(root).expanduser()
+  if storage not in STORAGE_DTYPES:
+    raise ValueError(f"unknown storage {storage!r}; one of {sorted(STORAGE_DTYPES)}")
+  if root.exists() and any(p.name not in (".lock",) for p in root.iterdir()):
+    raise CatalogueError(f"{root}: exists and is not an empty folder or a catalogue")
+  manifest = {"format": FORMAT, "version": FORMAT_VERSION, "model_identity": model_identity,
+              "model_source": model_source, "dim": dim, "storage": storage, "threshold": None,
+              "threshold_fpr": None, "generation": 0}
+  with _writer_lock(root):
+    write_generation(root, manifest, [], None, [], None)
+  return Catalogue(root)
+
+
+def update(catalogue: Catalogue, add: Iterable[tuple[dict, np.ndarray]] = (),
+           remove: Sequence[int] = (), manifest_changes: dict | None = None) -> Catalogue:
+  """New generation = live tracks minus `remove` (ids) plus `add`; returns the new view."""
+  with _writer_lock(catalogue.root):
+    fresh = Catalogue(catalogue.root)  # another writer may have published meanwhile
+    keep = [t for t in fresh.tracks if t.id not in set(remove)]
+    manifest = dict(fresh.manifest, **(manifest_changes or {}))
+    write_generation(fresh.root, manifest, keep, fresh.matrix, add,
+                     fresh.generation / "tracks.sqlite")
+  return Catalogue(catalogue.root)

@@ -1,0 +1,231 @@
+"""`nafp`: index a catalogue, identify clips, list/remove tracks, calibrate, export, evaluate.
+
+  nafp index DIR_OR_FILE... --db CAT [--model M] [--storage float32|float16|int8]
+  nafp query CLIP... --db CAT [--top K] [--json]
+  nafp list --db CAT [--json]          nafp remove TRACK... --db CAT
+  nafp calibrate NEGATIVE_AUDIO... --db CAT [--fpr 0.01]
+Exit status: 0 on success, 1 on a user error (message on stderr), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import sys
+from typing import Sequence
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "model"
+
+
+def _model_path(arg: str | None) -> Path:
+  if arg:
+    return Path(arg)
+  if (DEFAULT_MODEL / "config.json").exists():
+    return DEFAULT_MODEL
+  raise SystemExit("error: no --model given and no shipped model at "
+                   f"{DEFAULT_MODEL}; pass a training workdir or an exported model folder")
+
+
+def _load(args, need_catalogue: bool = True):
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  cat = catalogue_lib.Catalogue(args.db) if need_catalogue else None
+  bundle = load_encoder(_model_path(getattr(args, "model", None)))
+  if cat is not None:
+    cat.check_model(bundle.identity)
+  return cat, Fingerprinter(bundle)
+
+
+def cmd_index(args) -> int:
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
+  db = Path(args.db).expanduser()
+  _, fingerprinter = _load(args, need_catalogue=False)
+  if (db / "CURRENT").exists():
+    cat = catalogue_lib.Catalogue(db)
+    if args.storage and args.storage != cat.storage:
+      raise catalogue_lib.CatalogueError(f"{db}: stores {cat.storage}, not {args.storage}")
+  else:
+    cat = catalogue_lib.create(db, fingerprinter.bundle.identity, fingerprinter.bundle.source,
+                               fingerprinter.dim, args.storage or "float32")
+  cat, report = index_files(cat, fingerprinter, args.inputs, progress=not args.quiet)
+  for path, same in report.duplicates:
+    print(f"{path}: already indexed (same content as {same}); nothing to do")
+  for path, problem in report.skipped:
+    print(f"skipped {path}: {problem}", file=sys.stderr)
+  hours = report.audio_seconds / 3600
+  print(f"added {len(report.added)} track(s), {hours:.3f} h of audio in {report.wall_seconds:.1f} s; "
+        f"{len(report.duplicates)} already present; {len(report.skipped)} skipped. "
+        f"Catalogue: {cat.manifest['num_tracks']} tracks, {cat.manifest['num_rows']} fingerprints.")
+  return 0
+
+
+def cmd_query(args) -> int:
+  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.identify import identify  # pylint: disable=g-import-not-at-top
+  cat, fingerprinter = _load(args)
+  results, failed = [], 0
+  for clip in args.clips:
+    try:
+      wave = audio_io.load_audio(clip, allow_silent=True)
+      result = identify(cat, fingerprinter, wave, str(clip), top=args.top, k=args.k,
+                        phases=args.phases, backend=args.backend)
+    except (audio_io.AudioDecodeError, ValueError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      failed += 1
+      continue
+    results.append(result)
+  if args.json:
+    print(json.dumps([_result_json(cat, r) for r in results], indent=2))
+  else:
+    for r in results:
+      _print_result(cat, r)
+  return 1 if failed else 0
+
+
+def _result_json(cat, r) -> dict:
+  return {"query": r.query, "duration_s": r.duration_s, "match": r.accepted,
+          "reason": r.reason, "threshold": cat.threshold,
+          "results": [{"rank": i + 1, "track_id": cat.tracks[m.track].id,
+                       "track": cat.tracks[m.track].name, "path": cat.tracks[m.track].path,
+                       "timestamp_s": m.timestamp_s, "score": round(m.score, 5),
+                       "votes": m.votes, "query_span": list(m.query_span),
+                       "reference_span": list(m.reference_span)}
+                      for i, m in enumerate(r.matches)]}
+
+
+def _print_result(cat, r) -> None:
+  verdict = "MATCH" if r.accepted else f"no match ({r.reason})"
+  print(f"{r.query} ({r.duration_s:.2f} s): {verdict}")
+  if r.matches:
+    print(f"  {'rank':>4}  {'score':>6}  {'votes':>5}  {'time':>9}  track")
+    for i, m in enumerate(r.matches):
+      t = cat.tracks[m.track]
+      print(f"  {i + 1:>4}  {m.score:6.3f}  {m.votes:>5}  {_clock(m.timestamp_s):>9}  {t.name}")
+
+
+def _clock(seconds: float) -> str:
+  minutes, sec = divmod(seconds, 60)
+  return f"{int(minutes)}:{sec:05.2f}"
+
+
+def cmd_list(args) -> int:
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  cat = catalogue_lib.Catalogue(args.db)
+  if args.json:
+    print(json.dumps({"manifest": cat.manifest,
+                      "tracks": [t.__dict__ for t in cat.tracks]}, indent=2))
+    return 0
+  m = cat.manifest
+  print(f"{cat.root}: {m['num_tracks']} tracks, {m['num_rows']} fingerprints ({m['storage']}), "
+        f"model {m['model_identity'][:12]}, threshold {m['threshold']}")
+  for t in cat.tracks:
+    print(f"{t.id:>6}  {_clock(t.duration):>9}  {t.row_count:>7} fp  {t.sha1[:10]}  {t.name}")
+  return 0
+
+
+def cmd_remove(args) -> int:
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  cat = catalogue_lib.Catalogue(args.db)
+  ids, missing = [], []
+  for key in args.tracks:
+    t = cat.find(key)
+    (ids.append(t.id) if t else missing.append(key))
+  if missing:
+    print(f"error: not in {cat.root}: {', '.join(missing)}", file=sys.stderr)
+    return 1
+  cat = catalogue_lib.update(cat, remove=ids)
+  print(f"removed {len(ids)} track(s); {cat.manifest['num_tracks']} left")
+  return 0
+
+
+def cmd_calibrate(args) -> int:
+  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.identify import calibrate_threshold, expand_inputs, identify  # pylint: disable=g-import-not-at-top
+  cat, fingerprinter = _load(args)
+  scores = []
+  for path in expand_inputs(args.negatives):
+    try:
+      wave = audio_io.load_audio(path)
+    except audio_io.AudioDecodeError as e:
+      print(f"skipped {path}: {e.problem}", file=sys.stderr)
+      continue
+    clip = int(args.clip_s * audio_io.TARGET_SR)
+    for start in range(0, max(1, wave.shape[0] - clip + 1), clip):
+      piece = wave[start:start + clip]
+      if piece.shape[0] < 16000:
+        continue
+      r = identify(cat, fingerprinter, piece, threshold=-1.0)
+      if r.matches:
+        scores.append(r.matches[0].score)
+  threshold = calibrate_threshold(scores, args.fpr)
+  catalogue_lib.update(cat, manifest_changes={"threshold": threshold, "threshold_fpr": args.fpr,
+                                              "threshold_negatives": len(scores)})
+  print(f"threshold {threshold:.4f}: rejects all but {args.fpr:.1%} of {len(scores)} "
+        "non-catalogue queries")
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="nafp", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  def add(name, func, help_text):
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.set_defaults(func=func)
+    p.add_argument("--db", required=True, help="catalogue directory")
+    return p
+
+  p = add("index", cmd_index, "Fingerprint audio files/folders into a catalogue (created if new).")
+  p.add_argument("inputs", nargs="+", help="audio files or folders (searched recursively)")
+  p.add_argument("--model", help="training workdir or exported model (default: shipped model)")
+  p.add_argument("--storage", choices=["float32", "float16", "int8"],
+                 help="fingerprint storage for a new catalogue (default float32)")
+  p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+  p = add("query", cmd_query, "Identify clips: which track, and where in it.")
+  p.add_argument("clips", nargs="+", help="audio clips (any format, rate, channels)")
+  p.add_argument("--model", help="must be the model the catalogue was built with")
+  p.add_argument("--top", type=int, default=5, help="matches to show per clip")
+  p.add_argument("--k", type=int, default=10, help="neighbours per query fingerprint")
+  p.add_argument("--phases", type=int, default=10, help="10 ms sub-hop phases to try")
+  p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto")
+  p.add_argument("--json", action="store_true", help="machine-readable output")
+
+  p = add("list", cmd_list, "List the tracks of a catalogue.")
+  p.add_argument("--json", action="store_true")
+
+  p = add("remove", cmd_remove, "Remove tracks (by id, name, path or content hash).")
+  p.add_argument("tracks", nargs="+")
+
+  p = add("calibrate", cmd_calibrate,
+          "Set the no-match threshold from audio that is NOT in the catalogue.")
+  p.add_argument("negatives", nargs="+", help="audio files/folders not in the catalogue")
+  p.add_argument("--model")
+  p.add_argument("--fpr", type=float, default=0.01, help="accepted false-positive rate")
+  p.add_argument("--clip-s", type=float, default=5.0, help="query length cut from negatives")
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Entry point of the `nafp` console script."""
+  args = build_parser().parse_args(argv)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.encoder_bundle import ModelLoadError  # pylint: disable=g-import-not-at-top
+  try:
+    return args.func(args)
+  except (catalogue_lib.CatalogueError, ModelLoadError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

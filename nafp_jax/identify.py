@@ -1,0 +1,138 @@
+"""Index audio files into a catalogue and identify clips against it.
+
+This is the layer the CLI and the evaluation share: decoding (bad files are
+named, skipped and counted), fingerprinting, catalogue updates, subsequence
+search with the calibrated "no match" threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+import time
+from typing import Iterable, Iterator, Sequence
+
+from absl import logging
+import numpy as np
+
+from input_pipeline import audio_io
+from nafp_jax import catalogue as catalogue_lib
+from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.search.subsequence import Match, subsequence_search
+
+# Below this RMS (about -60 dBFS) a query is treated as silence: "no match".
+SILENCE_RMS = 1e-3
+
+
+@dataclasses.dataclass
+class IndexReport:
+  added: list[str] = dataclasses.field(default_factory=list)
+  duplicates: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  audio_seconds: float = 0.0
+  wall_seconds: float = 0.0
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+  """Files and (recursively) folders of audio; a missing path is an error naming it."""
+  files: list[Path] = []
+  for item in inputs:
+    path = Path(item).expanduser()
+    if not path.exists():
+      raise FileNotFoundError(f"{path}: does not exist")
+    files.extend(audio_io.find_audio_files(path) if path.is_dir() else [path])
+  return files
+
+
+def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
+                inputs: Sequence[str | os.PathLike], progress: bool = True) -> tuple[
+                    catalogue_lib.Catalogue, IndexReport]:
+  """Add every usable, not yet indexed file to the catalogue (one atomic update)."""
+  cat.check_model(fingerprinter.bundle.identity)
+  files = expand_inputs(inputs)
+  report = IndexReport()
+  known = {t.sha1: t.name for t in cat.tracks}
+  start = time.time()
+
+  def new_tracks() -> Iterator[tuple[dict, np.ndarray]]:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    bar = tqdm(files, unit="track", disable=not progress, desc="indexing")
+    for path in bar:
+      sha1 = audio_io.content_hash(path) if path.is_file() and path.stat().st_size else ""
+      if sha1 and sha1 in known:
+        report.duplicates.append((str(path), known[sha1]))
+        logging.info("%s: already indexed (same content as %s); nothing to do", path, known[sha1])
+        continue
+      try:
+        wave = audio_io.load_audio(path)
+      except audio_io.AudioDecodeError as e:
+        logging.warning("Skipping %s: %s", path, e.problem)
+        report.skipped.append((str(path), e.problem))
+        continue
+      fingerprints = fingerprinter.track_fingerprints(wave)
+      if fingerprints.shape[0] == 0:
+        report.skipped.append((str(path), "shorter than one fingerprint (0.96 s)"))
+        logging.warning("Skipping %s: shorter than one fingerprint (0.96 s)", path)
+        continue
+      known[sha1] = path.name
+      report.added.append(str(path))
+      report.audio_seconds += wave.shape[0] / audio_io.TARGET_SR
+      hours = report.audio_seconds / 3600
+      bar.set_postfix(audio_h=f"{hours:.2f}",
+                       audio_h_per_s=f"{hours / max(time.time() - start, 1e-9):.4f}")
+      yield {"name": _display_name(path, inputs), "path": str(path.resolve()), "duration": wave.shape[0] / audio_io.TARGET_SR,
+             "sha1": sha1}, fingerprints
+
+  added = list(new_tracks())  # fingerprint first, then one short atomic write
+  if added:
+    cat = catalogue_lib.update(cat, add=added)
+  report.wall_seconds = time.time() - start
+  if report.skipped:
+    logging.warning("Skipped %d unusable file(s).", len(report.skipped))
+  return cat, report
+
+
+def _display_name(path: Path, inputs: Sequence[str | os.PathLike]) -> str:
+  for item in inputs:
+    root = Path(item).expanduser()
+    if root.is_dir() and path.is_relative_to(root):
+      return path.relative_to(root).as_posix()
+  return path.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Identification:
+  """Result for one query clip: ranked matches, and whether the best one is accepted."""
+  query: str
+  duration_s: float
+  matches: list[Match]
+  accepted: bool
+  reason: str = ""
+
+
+def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: np.ndarray,
+             name: str = "<clip>", top: int = 5, k: int = 10, phases: int = 10,
+             backend: str = "auto", threshold: float | None = None) -> Identification:
+  """Search one 16 kHz mono clip.  Raises QueryTooShortError below 0.96 s."""
+  duration = wave.shape[0] / audio_io.TARGET_SR
+  queries = fingerprinter.query_fingerprints(wave, phases)
+  if float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < SILENCE_RMS:
+    return Identification(name, duration, [], False, "silence")
+  matches = subsequence_search(queries, cat.neighbor_index(backend), cat.matrix, cat.starts,
+                               cat.counts, k=k, top=top)
+  threshold = cat.threshold if threshold is None else threshold
+  if not matches:
+    return Identification(name, duration, [], False, "no candidate")
+  if threshold is not None and matches[0].score < threshold:
+    return Identification(name, duration, matches, False,
+                          f"best score {matches[0].score:.3f} < threshold {threshold:.3f}")
+  return Identification(name, duration, matches, True)
+
+
+def calibrate_threshold(best_scores: Iterable[float], fpr: float) -> float:
+  """The score that at most a fraction `fpr` of non-catalogue queries exceed."""
+  scores = np.sort(np.asarray(list(best_scores), np.float64))
+  if scores.size == 0:
+    raise ValueError("no negative queries to calibrate on")
+  return float(np.quantile(scores, 1.0 - fpr, method="higher")) + 1e-6

@@ -1,0 +1,1 @@
+"""Nearest-neighbour backends and the sequential subsequence search (SPEC §5)."""

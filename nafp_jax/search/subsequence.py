@@ -1,0 +1,114 @@
+"""Sequential subsequence search: which track, and where in it (SPEC §5).
+
+Query fingerprints q[p, m] (phase p = 10 ms sub-hop shift, m = 100 ms step) are
+matched against the catalogue's sequential rows.  Every top-k neighbour row r of
+q[p, m] proposes the start row l = r - m.  A proposal whose row r lies in track t
+is kept only if l also lies in t (the query never starts in another track).  Each
+kept (p, l) is scored by
+
+  similarity = sum over m with l+m inside t of q[p, m] . x[l+m], divided by M
+  votes      = how many m proposed it
+
+so the rows of another track never count, and a track shorter than the query can
+still match (with the part that overlaps).  The best (p, l) per (track, time) is
+reported with timestamp 0.1 (l - start_t) - 0.01 p (clamped at 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from nafp_jax.search.neighbors import NeighborIndex
+
+GRID_S = 0.1
+PHASE_S = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+  """One ranked answer."""
+  track: int            # index into the catalogue's track table (0-based row order)
+  start_row: int        # l, the catalogue row aligned with the query's first fingerprint
+  phase: int            # p, sub-hop shift in 10 ms units
+  timestamp_s: float    # where in the track the query starts
+  score: float          # aligned mean similarity
+  votes: int            # query fingerprints whose neighbours proposed this alignment
+  query_span: tuple[int, int]      # query fingerprints [a, b) that overlap the track
+  reference_span: tuple[int, int]  # catalogue rows [a, b) relative to the track start
+
+
+def _track_of_rows(rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
+  return np.searchsorted(starts, rows, side="right") - 1
+
+
+def candidate_starts(rows: np.ndarray, starts: np.ndarray, counts: np.ndarray):
+  """From neighbour rows [P, M, k]: unique kept (phase, start row) and their votes."""
+  p_count, m_count, _ = rows.shape
+  phase = np.broadcast_to(np.arange(p_count)[:, None, None], rows.shape)
+  m_idx = np.broadcast_to(np.arange(m_count)[None, :, None], rows.shape)
+  valid = rows >= 0
+  track = _track_of_rows(np.where(valid, rows, 0), starts)
+  l = rows - m_idx
+  keep = valid & (l >= starts[track])
+  phase, m_idx, l = phase[keep], m_idx[keep], l[keep]
+  # A start row gets one vote per query fingerprint that proposed it.
+  key = np.unique(np.stack([phase, l, m_idx], 1), axis=0)
+  (uniq, votes) = np.unique(key[:, :2], axis=0, return_counts=True)
+  return uniq[:, 0], uniq[:, 1], votes
+
+
+def aligned_similarity(queries: np.ndarray, matrix: np.ndarray, phase: np.ndarray,
+                       start: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                       chunk: int = 1024):
+  """Mean over M of q[p, m] . x[l + m], counting only rows inside l's track."""
+  _, m_count, _ = queries.shape
+  track = _track_of_rows(start, starts)
+  end = starts[track] + counts[track]
+  out = np.zeros(start.shape[0], np.float32)
+  offsets = np.arange(m_count)
+  for lo in range(0, start.shape[0], chunk):
+    sl = slice(lo, lo + chunk)
+    rows = start[sl, None] + offsets[None, :]
+    inside = rows < end[sl, None]
+    x = np.asarray(matrix[np.where(inside, rows, 0).reshape(-1)], np.float32)
+    x = x.reshape(rows.shape[0], m_count, -1)
+    sims = np.einsum("cmd,cmd->cm", queries[phase[sl]], x)
+    out[sl] = np.where(inside, sims, 0.0).sum(1) / m_count
+  return out, track, end
+
+
+def subsequence_search(queries: np.ndarray, index: NeighborIndex, matrix: np.ndarray,
+                       starts: np.ndarray, counts: np.ndarray, k: int = 10,
+                       top: int = 5) -> list[Match]:
+  """Ranked matches (best first, one per track) for query fingerprints [P, M, d]."""
+  p_count, m_count, dim = queries.shape
+  starts = np.asarray(starts, np.int64)
+  counts = np.asarray(counts, np.int64)
+  if matrix.shape[0] == 0:
+    return []
+  rows, _ = index.search(queries.reshape(-1, dim), k)
+  rows = rows.reshape(p_count, m_count, -1)
+  phase, start, votes = candidate_starts(rows, starts, counts)
+  if start.size == 0:
+    return []
+  score, track, end = aligned_similarity(queries, matrix, phase, start, starts, counts)
+  # Best first: score, then votes, then the earliest alignment (deterministic ties).
+  order = np.lexsort((phase, start, -votes, -score))
+  matches, seen = [], set()
+  for i in order:
+    t = int(track[i])
+    if t in seen:
+      continue
+    seen.add(t)
+    l, p = int(start[i]), int(phase[i])
+    overlap = int(min(m_count, end[i] - l))
+    matches.append(Match(
+        track=t, start_row=l, phase=p,
+        timestamp_s=max(0.0, round(GRID_S * (l - starts[t]) - PHASE_S * p, 4)),
+        score=float(score[i]), votes=int(votes[i]), query_span=(0, overlap),
+        reference_span=(int(l - starts[t]), int(l - starts[t] + overlap))))
+    if len(matches) == top:
+      break
+  return matches

@@ -1,0 +1,159 @@
+"""Fingerprinting, the on-disk catalogue (atomic updates) and the `nafp` CLI."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import soundfile as sf
+
+from configs import tiny
+from input_pipeline import synthetic_audio
+from nafp_jax import catalogue as catalogue_lib, cli, frontend
+from nafp_jax.encoder_bundle import EncoderBundle, load_encoder
+from nafp_jax.fingerprinter import Fingerprinter, QueryTooShortError
+from nafp_jax.models import create_model
+from tests.audio_fixtures import write_bad_files
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+  """An exported (untrained) tiny model: enough to match audio cut from the catalogue."""
+  config = tiny.get_config()
+  variables = jax.jit(lambda r: create_model(config.model).init(
+      r, jnp.zeros((1, 64, 96, 1))))(jax.random.PRNGKey(0))
+  return EncoderBundle(config, variables, "test").save(
+      tmp_path_factory.mktemp("m") / "model", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def music(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("music")
+  for i in range(4):
+    wave = synthetic_audio.synth_track(np.random.default_rng([42, i]), 8.0 + 2 * i)
+    sf.write(folder / f"song{i}.wav", wave, 16000, subtype="FLOAT")
+  return folder
+
+
+def test_fingerprints_equal_framed_log_mel_and_query_phases(model_dir, music):
+  fp = Fingerprinter(load_encoder(model_dir), batch_size=16)
+  wave = sf.read(music / "song0.wav", dtype="float32")[0]
+  track = fp.track_fingerprints(wave)
+  assert track.shape == (frontend.num_fingerprints(wave.size), 128)
+  windows = frontend.frame_windows(frontend.log_mel(wave))
+  direct = fp.bundle.model.apply(fp.bundle.variables, windows[:5], train=False)
+  np.testing.assert_allclose(track[:5], direct, atol=2e-5)
+  query = wave[16000 * 2:16000 * 5]
+  q = fp.query_fingerprints(query, phases=10)
+  assert q.shape[0] == 10
+  # Phase 0 of a query cut on the 100 ms grid is the catalogue rows from 20 on (inner windows).
+  np.testing.assert_allclose(q[0, 1:-1], track[21:21 + q.shape[1] - 2], atol=2e-5)
+  with pytest.raises(QueryTooShortError, match="shorter than one fingerprint"):
+    fp.query_fingerprints(wave[:15000])
+
+
+def _run(capsys, *argv):
+  code = cli.main([str(a) for a in argv])
+  out = capsys.readouterr()
+  return code, out.out, out.err
+
+
+def test_index_query_list_remove(tmp_path, model_dir, music, capsys):
+  db = tmp_path / "cat"
+  bad = write_bad_files(tmp_path / "bad")
+  code, out, err = _run(capsys, "index", music, tmp_path / "bad", "--db", db, "--model", model_dir,
+                        "--quiet")
+  assert code == 0 and "added 4 track(s)" in out and "5 skipped" in out
+  for path in bad.values():
+    assert str(path) in err
+  code, out, _ = _run(capsys, "index", music / "song1.wav", "--db", db, "--model", model_dir,
+                      "--quiet")
+  assert code == 0 and "already indexed" in out and "added 0 track(s)" in out
+
+  # A 3 s clip from 4.23 s into song2, cut on the 10 ms frame grid (between 100 ms rows).
+  wave = sf.read(music / "song2.wav", dtype="float32")[0]
+  clip = tmp_path / "clip.flac"
+  sf.write(clip, np.stack([wave[67680:67680 + 48000]] * 2, 1), 16000)  # stereo FLAC
+  code, out, _ = _run(capsys, "query", clip, "--db", db, "--model", model_dir, "--json")
+  assert code == 0
+  (result,) = json.loads(out)
+  best = result["results"][0]
+  assert best["track"] == "song2.wav" and abs(best["timestamp_s"] - 4.23) <= 0.05
+  assert best["score"] > 0.9  # 16-bit FLAC of the clip vs float WAV of the track
+
+  code, out, _ = _run(capsys, "query", clip, "--db", db, "--model", model_dir)
+  assert "song2.wav" in out and "0:04.2" in out
+
+  code, out, _ = _run(capsys, "list", "--db", db, "--json")
+  listing = json.loads(out)
+  assert [t["name"] for t in listing["tracks"]] == [f"song{i}.wav" for i in range(4)]
+
+  code, out, _ = _run(capsys, "remove", "song1.wav", "--db", db)
+  assert code == 0 and "3 left" in out
+  cat = catalogue_lib.Catalogue(db)
+  assert [t.name for t in cat.tracks] == ["song0.wav", "song2.wav", "song3.wav"]
+  assert cat.starts.tolist() == [0, cat.counts[0], cat.counts[0] + cat.counts[1]]
+  code, out, _ = _run(capsys, "query", clip, "--db", db, "--model", model_dir, "--json")
+  assert json.loads(out)[0]["results"][0]["track"] == "song2.wav"  # rows renumbered correctly
+
+
+def test_bad_queries_and_catalogues(tmp_path, model_dir, music, capsys):
+  db = tmp_path / "cat"
+  assert _run(capsys, "index", music / "song0.wav", "--db", db, "--model", model_dir,
+              "--quiet")[0] == 0
+  silence = tmp_path / "silence.wav"
+  sf.write(silence, np.zeros(48000, np.float32), 16000)
+  code, out, _ = _run(capsys, "query", silence, "--db", db, "--model", model_dir, "--json")
+  assert code == 0 and json.loads(out)[0]["match"] is False
+  short = tmp_path / "short.wav"
+  sf.write(short, np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1, 16000)
+  code, _, err = _run(capsys, "query", short, "--db", db, "--model", model_dir)
+  assert code == 1 and "shorter than one fingerprint" in err
+  code, _, err = _run(capsys, "query", short, "--db", tmp_path / "nowhere", "--model", model_dir)
+  assert code == 1 and "does not exist" in err
+  (db / "CURRENT").write_text("gen-99999999\n")
+  code, _, err = _run(capsys, "list", "--db", db)
+  assert code == 1 and "damaged" in err
+
+
+def test_catalogue_of_another_model_is_refused(tmp_path, model_dir, music, capsys):
+  db = tmp_path / "cat"
+  _run(capsys, "index", music / "song0.wav", "--db", db, "--model", model_dir, "--quiet")
+  bundle = load_encoder(model_dir)
+  other = EncoderBundle(bundle.config, jax.tree.map(lambda x: x * 1.01, bundle.variables), "o")
+  other_dir = other.save(tmp_path / "other", dtype="float32")
+  code, _, err = _run(capsys, "query", music / "song0.wav", "--db", db, "--model", other_dir)
+  assert code == 1 and "built with model" in err
+
+
+def test_interrupted_add_leaves_catalogue_intact(tmp_path, model_dir, music, monkeypatch):
+  db = tmp_path / "cat"
+  fp = Fingerprinter(load_encoder(model_dir))
+  from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
+  cat = catalogue_lib.create(db, fp.bundle.identity, "test", 128)
+  cat, _ = index_files(cat, fp, [music / "song0.wav"], progress=False)
+  before = (db / "CURRENT").read_text()
+
+  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+  def interrupted_build(*args, **kwargs):
+    raise KeyboardInterrupt  # as if Ctrl-C arrived while the new generation was being written
+  monkeypatch.setattr(neighbors.ScannIndex, "build", staticmethod(interrupted_build))
+  with pytest.raises(KeyboardInterrupt):
+    index_files(cat, fp, [music / "song1.wav"], progress=False)
+  assert (db / "CURRENT").read_text() == before
+  assert not list(db.glob(".gen-tmp-*"))
+  again = catalogue_lib.Catalogue(db)
+  assert [t.name for t in again.tracks] == ["song0.wav"]
+  assert again.matrix.shape[0] == again.counts.sum() > 0
+
+
+@pytest.mark.parametrize("storage", ["float16", "int8"])
+def test_quantised_storage_still_finds_the_track(tmp_path, model_dir, music, storage, capsys):
+  db = tmp_path / storage
+  _run(capsys, "index", music, "--db", db, "--model", model_dir, "--storage", storage, "--quiet")
+  cat = catalogue_lib.Catalogue(db)
+  assert cat.matrix.stored.dtype == np.dtype(storage)
+  code, out, _ = _run(capsys, "query", music / "song3.wav", "--db", db, "--model", model_dir,
+                      "--json")
+  assert json.loads(out)[0]["results"][0]["track"] == "song3.wav"

@@ -1,0 +1,92 @@
+"""Subsequence search against a slow obvious reference; the neighbour backends."""
+
+import numpy as np
+import pytest
+
+from nafp_jax.search.neighbors import ExactIndex, ScannIndex
+from nafp_jax.search.subsequence import subsequence_search
+
+
+def _unit(x):
+  return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _reference(queries, matrix, starts, counts, k):
+  """Every (phase, start) proposed by a top-k neighbour, scored one by one."""
+  p_count, m_count, _ = queries.shape
+  ends = starts + counts
+  track_of = lambda r: int(np.searchsorted(starts, r, side="right") - 1)
+  proposals = {}
+  for p in range(p_count):
+    for m in range(m_count):
+      sims = matrix @ queries[p, m]
+      for r in np.argsort(-sims, kind="stable")[:k]:
+        t = track_of(r)
+        l = r - m
+        if l >= starts[t]:
+          proposals.setdefault((p, l), set()).add(m)
+  best = {}
+  for (p, l), voters in proposals.items():
+    t = track_of(l)
+    total = sum(float(queries[p, m] @ matrix[l + m]) for m in range(m_count) if l + m < ends[t])
+    cand = (total / m_count, len(voters), -l, -p)
+    if t not in best or cand > best[t][0]:
+      best[t] = (cand, l, p)
+  ranked = sorted(best.items(), key=lambda kv: kv[1][0], reverse=True)
+  return [(t, l, p, c[0]) for t, (c, l, p) in ranked]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_reference_on_random_catalogues(seed):
+  rng = np.random.default_rng(seed)
+  counts = rng.integers(1, 40, size=8)
+  counts[0] = 2                       # a track shorter than the query
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  matrix = _unit(rng.standard_normal((counts.sum(), 16)))
+  m_count, p_count = 6, 3
+  # Query = a noisy copy of rows straddling the end of one track into the next.
+  t = int(rng.integers(1, 7))
+  first = starts[t] + counts[t] - 3
+  rows = np.arange(first, first + m_count) % len(matrix)
+  queries = np.stack([_unit(matrix[rows] + 0.3 * rng.standard_normal((m_count, 16)))
+                      for _ in range(p_count)])
+  k = 4
+  got = subsequence_search(queries, ExactIndex(matrix), matrix, starts, counts, k=k, top=20)
+  want = _reference(queries, matrix, starts, counts, k)
+  assert [(m.track, m.start_row, m.phase) for m in got] == [w[:3] for w in want]
+  np.testing.assert_allclose([m.score for m in got], [w[3] for w in want], rtol=1e-5, atol=1e-6)
+
+
+def test_exact_query_finds_track_time_and_phase():
+  rng = np.random.default_rng(7)
+  counts = np.array([50, 80, 30])
+  starts = np.array([0, 50, 130])
+  matrix = _unit(rng.standard_normal((160, 32)))
+  queries = np.stack([_unit(matrix[50 + 20 + np.arange(10)] + 0.5 * rng.standard_normal((10, 32)))
+                      for _ in range(4)])
+  queries[2] = matrix[50 + 20 + np.arange(10)]      # phase 2 is the exact alignment
+  best = subsequence_search(queries, ExactIndex(matrix), matrix, starts, counts, k=5)[0]
+  assert (best.track, best.start_row, best.phase) == (1, 70, 2)
+  assert best.timestamp_s == pytest.approx(0.1 * 20 - 0.02)
+  assert best.score == pytest.approx(1.0, abs=1e-5) and best.reference_span == (20, 30)
+
+
+def test_exact_index_is_exact_over_chunks():
+  rng = np.random.default_rng(8)
+  matrix = _unit(rng.standard_normal((1000, 16)))
+  q = _unit(rng.standard_normal((5, 16)))
+  rows, scores = ExactIndex(matrix, chunk_rows=128).search(q, 7)
+  want = np.argsort(-(q @ matrix.T), axis=1)[:, :7]
+  np.testing.assert_array_equal(rows, want)
+  np.testing.assert_allclose(scores, np.take_along_axis(q @ matrix.T, want, 1), rtol=1e-6)
+
+
+def test_scann_backend_agrees_with_exact(tmp_path):
+  rng = np.random.default_rng(9)
+  matrix = _unit(rng.standard_normal((3000, 32)))
+  q = _unit(matrix[:20] + 0.1 * rng.standard_normal((20, 32)))
+  ScannIndex.build(matrix).save(tmp_path / "s")
+  rows, _ = ScannIndex.load(tmp_path / "s").search(q, 5)
+  np.testing.assert_array_equal(rows[:, 0], np.arange(20))
+  exact, _ = ExactIndex(matrix).search(q, 5)
+  assert np.mean(rows == exact) > 0.95
