@@ -4,6 +4,8 @@
   nafp query CLIP... --db CAT [--top K] [--json]
   nafp list --db CAT [--json]          nafp remove TRACK... --db CAT
   nafp calibrate NEGATIVE_AUDIO... --db CAT [--fpr 0.01]
+  nafp export DIR... --out EXPORT [--process-index I --process-count P];  nafp import EXPORT --db CAT
+  nafp eval --db CAT [--db CAT2 ...] [--queries N] [--clips DIR --truth TSV]
 Exit status: 0 on success, 1 on a user error (message on stderr), 2 on bad usage.
 """
 
@@ -15,6 +17,8 @@ import os
 from pathlib import Path
 import sys
 from typing import Sequence
+
+import numpy as np
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "model"
 
@@ -60,6 +64,43 @@ def cmd_index(args) -> int:
   print(f"added {len(report.added)} track(s), {hours:.3f} h of audio in {report.wall_seconds:.1f} s; "
         f"{len(report.duplicates)} already present; {len(report.skipped)} skipped. "
         f"Catalogue: {cat.manifest['num_tracks']} tracks, {cat.manifest['num_rows']} fingerprints.")
+  return 0
+
+
+def cmd_export(args) -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+  from nafp_jax import export  # pylint: disable=g-import-not-at-top
+  _, fingerprinter = _load(args, need_catalogue=False)
+  index = jax.process_index() if args.process_index is None else args.process_index
+  count = jax.process_count() if args.process_count is None else args.process_count
+  stats = export.export_share(fingerprinter, args.inputs, args.out, index, count)
+  print(f"process {index}/{count}: exported {stats['tracks']} track(s) to {args.out}; "
+        f"{stats['skipped']} skipped")
+  return 0
+
+
+def cmd_import(args) -> int:
+  import json as json_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax import catalogue as catalogue_lib, export  # pylint: disable=g-import-not-at-top
+  manifest = json_lib.loads((Path(args.export) / "manifest.json").read_text())
+  db = Path(args.db).expanduser()
+  if (db / "CURRENT").exists():
+    cat = catalogue_lib.Catalogue(db)
+    cat.check_model(manifest["model_identity"])
+  else:
+    cat = catalogue_lib.create(db, manifest["model_identity"], manifest["model_source"],
+                               manifest["dim"], args.storage or "float32")
+  known = {t.sha1 for t in cat.tracks}
+
+  def new():
+    for fields, fps in export.iter_export(args.export):
+      if fields["sha1"] not in known:
+        known.add(fields["sha1"])
+        yield fields, fps
+
+  cat = catalogue_lib.update(cat, add=new())
+  print(f"catalogue {db}: {cat.manifest['num_tracks']} tracks, {cat.manifest['num_rows']} "
+        "fingerprints")
   return 0
 
 
@@ -170,6 +211,58 @@ def cmd_calibrate(args) -> int:
   return 0
 
 
+def _floats(text: str) -> list[float]:
+  try:
+    return [float(x) for x in text.split(",") if x]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def cmd_eval(args) -> int:
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation import protocol, query_sets, report  # pylint: disable=g-import-not-at-top
+  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  dbs = args.db
+  models = args.model or [None] * len(dbs)
+  if len(models) != len(dbs):
+    raise SystemExit("error: give one --model per --db (or none for the shipped model)")
+  labels = args.label or [Path(d).name for d in dbs]
+  methods = []
+  for db, model, label in zip(dbs, models, labels):
+    cat = catalogue_lib.Catalogue(db)
+    bundle = load_encoder(_model_path(model))
+    cat.check_model(bundle.identity)
+    methods.append(protocol.Method(label, cat, Fingerprinter(bundle)))
+  out = Path(args.out)
+  if args.clips:
+    if not args.truth:
+      raise SystemExit("error: --clips needs --truth TSV (query, track, start_s)")
+    rows = protocol.run_clip_directory(methods, Path(args.clips), Path(args.truth), args.phases,
+                                       args.backend)
+  else:
+    from input_pipeline import sources  # pylint: disable=g-import-not-at-top
+    waves, hashes = protocol.load_catalogue_tracks(methods[0].catalogue)
+    noise = sources.load_bank(sources.prepare(args.noise, "noise"), "train")
+    conditions = query_sets.paper_conditions(args.snrs, args.t60s, args.noise_reverb_t60)
+    if args.conditions:
+      conditions = [c for c in conditions if c.kind in args.conditions.split(",")]
+    rirs_by_t60 = {}
+    for t60 in sorted({c.t60_s for c in conditions if c.t60_s is not None}):
+      bank = sources.load_bank(sources.prepare(f"simulated:{args.rirs_per_t60}", "rirs",
+                                               rir_t60_range=(t60, t60), rir_seed=args.seed),
+                               "train", key="rir")
+      rirs_by_t60[t60] = [np.asarray(bank.waveform(i)) for i in range(len(bank))]
+    rows = protocol.run_protocol(methods, waves, hashes, noise, rirs_by_t60, conditions,
+                                 args.lengths, args.queries, args.seed, args.phases, args.backend,
+                                 progress=not args.quiet)
+  print(report.format_tables(rows))
+  report.write_csv(rows, out / "hit_rates.csv")
+  plots = report.plot(rows, out)
+  print(f"wrote {out / 'hit_rates.csv'}" + "".join(f", {p}" for p in plots))
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="nafp", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto")
   p.add_argument("--json", action="store_true", help="machine-readable output")
 
+  p = sub.add_parser("export", help="Fingerprint files to sharded .npy files (this process's "
+                     "share), for external search or `nafp import`.")
+  p.set_defaults(func=cmd_export)
+  p.add_argument("inputs", nargs="+", help="audio files or folders")
+  p.add_argument("--out", required=True, help="export folder (shared by all processes)")
+  p.add_argument("--model")
+  p.add_argument("--process-index", type=int, help="default: jax.process_index()")
+  p.add_argument("--process-count", type=int, help="default: jax.process_count()")
+
+  p = add("import", cmd_import, "Build or extend a catalogue from an export folder (all shares).")
+  p.add_argument("export", help="folder written by `nafp export`")
+  p.add_argument("--storage", choices=["float32", "float16", "int8"])
+
   p = add("list", cmd_list, "List the tracks of a catalogue.")
   p.add_argument("--json", action="store_true")
 
@@ -209,6 +315,30 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--model")
   p.add_argument("--fpr", type=float, default=0.01, help="accepted false-positive rate")
   p.add_argument("--clip-s", type=float, default=5.0, help="query length cut from negatives")
+
+  p = sub.add_parser("eval", help="Paper-protocol evaluation: segment- and audio-level hit rates.",
+                     description="Cut distorted queries from the catalogue's tracks (or read "
+                     "pre-made clips with a truth TSV), identify them, print the hit-rate tables, "
+                     "write hit_rates.csv and PNG plots.")
+  p.set_defaults(func=cmd_eval)
+  p.add_argument("--db", action="append", required=True, help="catalogue (repeat per method)")
+  p.add_argument("--model", action="append", help="model per --db (default: shipped model)")
+  p.add_argument("--label", action="append", help="method name per --db")
+  p.add_argument("--queries", type=int, default=1000, help="queries per condition and length")
+  p.add_argument("--lengths", type=_floats, default=[0.96, 2.0, 3.0, 5.0])
+  p.add_argument("--snrs", type=_floats, default=[0.0, 5.0, 10.0, 15.0, 20.0])
+  p.add_argument("--t60s", type=_floats, default=[0.2, 0.4, 0.5, 0.7, 0.8])
+  p.add_argument("--noise-reverb-t60", type=float, default=0.5)
+  p.add_argument("--conditions", help="subset of noise,reverb,noise+reverb")
+  p.add_argument("--noise", default="synthetic:8x20", help="noise source spec (folder:PATH, ...)")
+  p.add_argument("--rirs-per-t60", type=int, default=20, help="simulated rooms per T60")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--phases", type=int, default=10)
+  p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto")
+  p.add_argument("--clips", help="folder of pre-made query clips")
+  p.add_argument("--truth", help="TSV with header query<TAB>track<TAB>start_s")
+  p.add_argument("--out", default="nafp_eval", help="folder for hit_rates.csv and plots")
+  p.add_argument("--quiet", action="store_true")
   return parser
 
 
@@ -222,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   from nafp_jax.encoder_bundle import ModelLoadError  # pylint: disable=g-import-not-at-top
   try:
     return args.func(args)
-  except (catalogue_lib.CatalogueError, ModelLoadError, FileNotFoundError) as e:
+  except (catalogue_lib.CatalogueError, ModelLoadError, FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from nafp_jax import frontend
+from nafp_jax import frontend, sharding
 from nafp_jax.encoder_bundle import EncoderBundle
 
 
@@ -29,14 +28,17 @@ class Fingerprinter:
 
   def __init__(self, bundle: EncoderBundle, batch_size: int = 64):
     self.bundle = bundle
-    self.batch_size = batch_size
     model = bundle.model
-
-    @jax.jit
-    def embed(variables, slices):
-      return model.apply(variables, frontend.features_from_slices(slices), train=False)
-
-    self._embed = functools.partial(embed, bundle.variables)
+    # All local devices share each batch (data parallel); variables are replicated.
+    mesh = sharding.create_mesh()
+    devices = mesh.shape["data"]
+    self.batch_size = -(-batch_size // devices) * devices
+    self._batch_sharding = sharding.batch_sharded(mesh)
+    variables = jax.device_put(bundle.variables, sharding.replicated(mesh))
+    embed = jax.jit(lambda v, slices: model.apply(v, frontend.features_from_slices(slices),
+                                                  train=False),
+                    in_shardings=(sharding.replicated(mesh), self._batch_sharding))
+    self._embed = functools.partial(embed, variables)
 
   @property
   def dim(self) -> int:
@@ -50,7 +52,8 @@ class Fingerprinter:
       chunk = start_frames[i:i + self.batch_size]
       slices = np.zeros((self.batch_size, frontend.WINDOW_SPAN), np.float32)
       slices[:len(chunk)] = frontend.window_slices(padded, chunk)
-      out[i:i + len(chunk)] = np.asarray(self._embed(jnp.asarray(slices)))[:len(chunk)]
+      batch = jax.device_put(slices, self._batch_sharding)
+      out[i:i + len(chunk)] = np.asarray(self._embed(batch))[:len(chunk)]
     return out
 
   def track_fingerprints(self, wave: np.ndarray) -> np.ndarray:

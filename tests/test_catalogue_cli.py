@@ -157,3 +157,87 @@ def test_quantised_storage_still_finds_the_track(tmp_path, model_dir, music, sto
   code, out, _ = _run(capsys, "query", music / "song3.wav", "--db", db, "--model", model_dir,
                       "--json")
   assert json.loads(out)[0]["results"][0]["track"] == "song3.wav"
+
+
+def test_eval_prints_tables_csv_and_plots(tmp_path, model_dir, music, capsys):
+  db = tmp_path / "cat"
+  _run(capsys, "index", music, "--db", db, "--model", model_dir, "--quiet")
+  out = tmp_path / "eval"
+  code, text, err = _run(capsys, "eval", "--db", db, "--model", model_dir, "--label", "tiny",
+                         "--queries", 3, "--lengths", "2,3", "--snrs", "10,20", "--t60s", "0.5",
+                         "--noise", "synthetic:2x5", "--rirs-per-t60", 2, "--out", out, "--quiet")
+  assert code == 0, err
+  assert "Segment-level top-1 hit rate (%), noise; columns: SNR (dB)" in text
+  assert "Audio-level top-1 hit rate (%), noise+reverb, T60 0.5 s" in text
+  lines = (out / "hit_rates.csv").read_text().splitlines()
+  assert lines[0].startswith("method,condition") and len(lines) == 1 + 2 * (2 + 1 + 2)
+  assert (out / "hit_rate_noise.png").stat().st_size > 1000
+  # Clean, on-grid clips through the pre-made-clip path: all found at the right time.
+  clips = tmp_path / "clips"
+  clips.mkdir()
+  wave = sf.read(music / "song3.wav", dtype="float32")[0]
+  truth = ["query\ttrack\tstart_s"]
+  for i, start in enumerate((0.5, 3.0, 7.25)):
+    sf.write(clips / f"q{i}.wav", wave[int(start * 16000):int(start * 16000) + 32000], 16000,
+             subtype="FLOAT")
+    truth.append(f"q{i}.wav\tsong3.wav\t{start}")
+  (tmp_path / "truth.tsv").write_text("\n".join(truth) + "\n")
+  code, text, err = _run(capsys, "eval", "--db", db, "--model", model_dir, "--clips", clips,
+                         "--truth", tmp_path / "truth.tsv", "--out", out)
+  assert code == 0, err
+  assert "100.0  (n=3)" in text
+
+
+def test_two_process_export_merges_to_the_same_catalogue(tmp_path, model_dir, music, capsys):
+  _run(capsys, "index", music, "--db", tmp_path / "direct", "--model", model_dir, "--quiet")
+  for i in range(2):
+    code, out, _ = _run(capsys, "export", music, "--out", tmp_path / "exp", "--model", model_dir,
+                        "--process-index", i, "--process-count", 2)
+    assert code == 0 and "exported 2 track(s)" in out
+  assert _run(capsys, "import", tmp_path / "exp", "--db", tmp_path / "merged")[0] == 0
+  direct = catalogue_lib.Catalogue(tmp_path / "direct")
+  merged = catalogue_lib.Catalogue(tmp_path / "merged")
+  assert [t.sha1 for t in merged.tracks] == [t.sha1 for t in direct.tracks]
+  assert merged.counts.tolist() == direct.counts.tolist()
+  np.testing.assert_allclose(merged.matrix[:], direct.matrix[:], atol=1e-6)
+  assert merged.manifest["model_identity"] == direct.manifest["model_identity"]
+
+
+def test_calibrated_threshold_rejects_unknown_audio(tmp_path, model_dir, music, capsys):
+  db = tmp_path / "cat"
+  _run(capsys, "index", music / "song0.wav", music / "song1.wav", "--db", db, "--model", model_dir,
+       "--quiet")
+  negatives = tmp_path / "neg"
+  synthetic_audio.write_noise(negatives, 3, 12.0, seed=5)
+  code, out, _ = _run(capsys, "calibrate", negatives, "--db", db, "--model", model_dir,
+                      "--fpr", 0.0, "--clip-s", 3)
+  assert code == 0 and "threshold" in out
+  assert catalogue_lib.Catalogue(db).threshold is not None
+  code, out, _ = _run(capsys, "query", *sorted(negatives.glob("*.wav")), "--db", db, "--model",
+                      model_dir, "--json")
+  assert [r["match"] for r in json.loads(out)] == [False] * 3
+  code, out, _ = _run(capsys, "query", music / "song1.wav", "--db", db, "--model", model_dir,
+                      "--json")
+  assert json.loads(out)[0]["match"] is True
+
+
+def test_killed_index_leaves_old_or_new_catalogue(tmp_path, model_dir, music, capsys):
+  import os, signal, subprocess, sys, time  # pylint: disable=g-import-not-at-top,multiple-imports
+  db = tmp_path / "cat"
+  _run(capsys, "index", music / "song0.wav", "--db", db, "--model", model_dir, "--quiet")
+  old = {t.sha1 for t in catalogue_lib.Catalogue(db).tracks}
+  proc = subprocess.Popen([sys.executable, "-m", "nafp_jax.cli", "index", str(music), "--db",
+                           str(db), "--model", str(model_dir), "--quiet"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+  deadline = time.time() + 300
+  while proc.poll() is None and not list(db.glob(".gen-tmp-*")) and time.time() < deadline:
+    time.sleep(0.002)
+  proc.send_signal(signal.SIGKILL)  # in the middle of writing the new generation, if caught
+  proc.wait()
+  cat = catalogue_lib.Catalogue(db)
+  tracks = {t.sha1 for t in cat.tracks}
+  assert tracks == old or (tracks > old and len(tracks) == 4)
+  assert cat.matrix.shape[0] == cat.counts.sum()
+  # The next write works and clears any half-written generation.
+  assert _run(capsys, "index", music, "--db", db, "--model", model_dir, "--quiet")[0] == 0
+  assert len(catalogue_lib.Catalogue(db).tracks) == 4 and not list(db.glob(".gen-tmp-*"))

@@ -1,0 +1,1 @@
+"""The paper's evaluation protocol (SPEC §6): query sets, hit rates, tables, plots."""

@@ -1,0 +1,129 @@
+"""Run query sets against one or more (catalogue, model) methods and count hits.
+
+Audio level: the top match is the right track.  Segment level: right track and
+|timestamp - truth| <= 50 ms.  Methods are matched to the truth by content hash,
+so catalogues built by different models from the same files compare directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+from absl import logging
+import numpy as np
+
+from input_pipeline import audio_io
+from nafp_jax.catalogue import Catalogue
+from nafp_jax.evaluation import query_sets
+from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.identify import identify
+
+SEGMENT_TOLERANCE_S = 0.05
+
+
+@dataclasses.dataclass
+class Method:
+  label: str
+  catalogue: Catalogue
+  fingerprinter: Fingerprinter
+
+
+@dataclasses.dataclass
+class Tally:
+  n: int = 0
+  audio_hits: int = 0
+  segment_hits: int = 0
+
+  def add(self, audio: bool, segment: bool) -> None:
+    self.n += 1
+    self.audio_hits += int(audio)
+    self.segment_hits += int(segment)
+
+
+def _score(method: Method, wave: np.ndarray, sha1: str, start_s: float, phases: int,
+           backend: str) -> tuple[bool, bool]:
+  result = identify(method.catalogue, method.fingerprinter, wave, top=1, phases=phases,
+                    backend=backend, threshold=-np.inf)
+  if not result.matches:
+    return False, False
+  best = result.matches[0]
+  audio = method.catalogue.tracks[best.track].sha1 == sha1
+  return audio, audio and abs(best.timestamp_s - start_s) <= SEGMENT_TOLERANCE_S + 1e-9
+
+
+def load_catalogue_tracks(cat: Catalogue) -> tuple[list[np.ndarray], list[str]]:
+  """Waveforms (16 kHz) and content hashes of a catalogue's tracks, read from their files."""
+  waves, hashes = [], []
+  for t in cat.tracks:
+    try:
+      waves.append(audio_io.load_audio(t.path))
+      hashes.append(t.sha1)
+    except audio_io.AudioDecodeError as e:
+      logging.warning("Evaluation skips track %s: %s", t.name, e)
+  if not waves:
+    raise ValueError(f"{cat.root}: none of the catalogue's audio files can be read")
+  return waves, hashes
+
+
+def run_protocol(methods: Sequence[Method], waves: list[np.ndarray], hashes: list[str], noise,
+                 rirs_by_t60: dict[float, list[np.ndarray]],
+                 conditions: Sequence[query_sets.Condition], lengths: Sequence[float],
+                 count: int, seed: int = 0, phases: int = 10, backend: str = "auto",
+                 progress: bool = True) -> list[dict]:
+  """One row per (method, condition, length): counts and hit rates."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  tallies = {(m.label, c, l): Tally() for m in methods for c in conditions for l in lengths}
+  bar = tqdm(total=len(conditions) * len(lengths) * count, disable=not progress, unit="query")
+  for condition in conditions:
+    for length in lengths:
+      for q in query_sets.make_queries(waves, noise, rirs_by_t60, condition, length, count, seed):
+        for m in methods:
+          tallies[(m.label, condition, length)].add(
+              *_score(m, q.wave, hashes[q.track], q.start_s, phases, backend))
+        bar.update(1)
+  bar.close()
+  return [{"method": label, "condition": c.kind, "snr_db": c.snr_db, "t60_s": c.t60_s,
+           "length_s": length, "queries": t.n,
+           "segment_hit_rate": t.segment_hits / max(t.n, 1),
+           "audio_hit_rate": t.audio_hits / max(t.n, 1)}
+          for (label, c, length), t in tallies.items()]
+
+
+def read_truth(tsv: Path) -> list[tuple[str, str, float]]:
+  """(query file, track, start seconds) rows of a truth TSV with that header."""
+  rows = []
+  with open(tsv, newline="") as f:
+    reader = csv.DictReader(f, delimiter="\t")
+    missing = {"query", "track", "start_s"} - set(reader.fieldnames or [])
+    if missing:
+      raise ValueError(f"{tsv}: truth TSV lacks column(s) {sorted(missing)} "
+                       "(header: query<TAB>track<TAB>start_s)")
+    for i, row in enumerate(reader, start=2):
+      try:
+        rows.append((row["query"], row["track"], float(row["start_s"])))
+      except (TypeError, ValueError):
+        raise ValueError(f"{tsv}:{i}: bad start_s {row.get('start_s')!r}") from None
+  return rows
+
+
+def run_clip_directory(methods: Sequence[Method], clips_dir: Path, truth_tsv: Path,
+                       phases: int = 10, backend: str = "auto") -> list[dict]:
+  """Hit rates on pre-made clips: the same clips any other system can be run on."""
+  rows = []
+  for m in methods:
+    tally = Tally()
+    for query, track, start in read_truth(truth_tsv):
+      record = next((t for t in m.catalogue.tracks
+                     if track in (t.name, Path(t.path).name, t.sha1, str(t.id))), None)
+      if record is None:
+        raise ValueError(f"{truth_tsv}: track {track!r} is not in {m.catalogue.root}")
+      wave = audio_io.load_audio(clips_dir / query, allow_silent=True)
+      tally.add(*_score(m, wave, record.sha1, start, phases, backend))
+    rows.append({"method": m.label, "condition": "clips", "snr_db": None, "t60_s": None,
+                 "length_s": None, "queries": tally.n,
+                 "segment_hit_rate": tally.segment_hits / max(tally.n, 1),
+                 "audio_hit_rate": tally.audio_hits / max(tally.n, 1)})
+  return rows

@@ -1,0 +1,98 @@
+"""Distorted query clips cut at random positions of catalogue tracks (SPEC §6).
+
+Conditions: noise at given SNRs; reverb with RIRs of given T60s; noise+reverb
+(one T60, then the SNRs, the noise reverberated with the same RIR).  The same
+distortion ops as training (input_pipeline.distortions) are used, with a fixed
+seed per (condition, length, query), so every method sees identical clips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from input_pipeline import distortions
+from input_pipeline.pcm_bank import PcmBank
+
+SAMPLE_RATE = 16000
+LENGTHS_S = (0.96, 2.0, 3.0, 5.0)
+SNRS_DB = (0.0, 5.0, 10.0, 15.0, 20.0)
+T60S_S = (0.2, 0.4, 0.5, 0.7, 0.8)
+NOISE_REVERB_T60_S = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+  """kind in {'clean', 'noise', 'reverb', 'noise+reverb'}; snr_db / t60_s where they apply."""
+  kind: str
+  snr_db: float | None = None
+  t60_s: float | None = None
+
+  @property
+  def label(self) -> str:
+    parts = [self.kind]
+    if self.t60_s is not None:
+      parts.append(f"T60={self.t60_s:g}s")
+    if self.snr_db is not None:
+      parts.append(f"SNR={self.snr_db:g}dB")
+    return " ".join(parts)
+
+
+def paper_conditions(snrs: Sequence[float] = SNRS_DB, t60s: Sequence[float] = T60S_S,
+                     noise_reverb_t60: float = NOISE_REVERB_T60_S) -> list[Condition]:
+  """Noise at every SNR, reverb at every T60, noise+reverb (T60 0.5 s) at every SNR."""
+  return ([Condition("noise", snr_db=s) for s in snrs] +
+          [Condition("reverb", t60_s=t) for t in t60s] +
+          [Condition("noise+reverb", snr_db=s, t60_s=noise_reverb_t60) for s in snrs])
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+  """One clip and its truth."""
+  wave: np.ndarray
+  track: int          # index into the track waveforms given to `make_queries`
+  start_s: float
+  condition: Condition
+  length_s: float
+
+
+def make_queries(tracks: Sequence[np.ndarray], noise: PcmBank | None,
+                 rirs_by_t60: dict[float, list[np.ndarray]], condition: Condition,
+                 length_s: float, count: int, seed: int = 0,
+                 reverb_context_s: float = 1.0) -> Iterator[Query]:
+  """`count` queries of `length_s` for `condition`, deterministic in `seed`."""
+  n = int(round(length_s * SAMPLE_RATE))
+  ctx = int(reverb_context_s * SAMPLE_RATE)
+  usable = [i for i, t in enumerate(tracks) if t.shape[0] > n]
+  if not usable:
+    raise ValueError(f"no catalogue track is longer than a {length_s:g} s query")
+  lengths = np.array([tracks[i].shape[0] - n for i in usable], np.float64)
+  key = [seed, int(round(length_s * 1000)), zlib.crc32(condition.label.encode())]
+  rng = np.random.default_rng(key)
+  for _ in range(count):
+    i = usable[rng.choice(len(usable), p=lengths / lengths.sum())]
+    start = int(rng.integers(0, tracks[i].shape[0] - n))
+    wave = tracks[i]
+    lo = max(0, start - ctx)
+    with_context = np.concatenate([np.zeros(ctx - (start - lo), np.float32),
+                                   wave[lo:start + n]]).astype(np.float32)
+    clip = with_context[ctx:]
+    rir = None
+    if condition.t60_s is not None:
+      bank = rirs_by_t60[condition.t60_s]
+      rir = bank[int(rng.integers(len(bank)))]
+      clip = distortions.reverberate(with_context, rir, ctx).numpy()
+    if condition.snr_db is not None:
+      if noise is None:
+        raise ValueError("noise conditions need a noise source")
+      f = int(rng.integers(len(noise)))
+      nz = noise.window(f, int(rng.integers(noise.lengths[f])), ctx + n, loop=True)
+      nz = nz.astype(np.float32) / (32768.0 if noise.dtype == np.int16 else 1.0)
+      nz = distortions.reverberate(nz, rir, ctx).numpy() if rir is not None else nz[ctx:]
+      clip = distortions.mix_at_snr(clip, nz, condition.snr_db).numpy()
+    peak = float(np.max(np.abs(clip)))
+    clip = clip / peak if peak > 0 else clip
+    yield Query(clip.astype(np.float32), i, start / SAMPLE_RATE, condition, length_s)

@@ -1,0 +1,78 @@
+"""Hit-rate tables in the layout of the paper's Tables 1-2, a CSV, and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+FIELDS = ["method", "condition", "snr_db", "t60_s", "length_s", "queries",
+          "segment_hit_rate", "audio_hit_rate"]
+
+
+def _column(row: dict) -> float:
+  return row["snr_db"] if row["condition"] in ("noise", "noise+reverb") else row["t60_s"]
+
+
+def format_tables(rows: Sequence[dict]) -> str:
+  """Per level, condition and method: rows = query length, columns = SNR (dB) or T60 (s)."""
+  out = []
+  for level, key in (("Segment-level", "segment_hit_rate"), ("Audio-level", "audio_hit_rate")):
+    for condition in dict.fromkeys(r["condition"] for r in rows):
+      sub = [r for r in rows if r["condition"] == condition]
+      if condition == "clips":
+        out.append(f"{level} top-1 hit rate (%), pre-made clips")
+        out += [f"  {r['method']:<24} {100 * r[key]:6.1f}  (n={r['queries']})" for r in sub]
+        continue
+      cols = sorted(dict.fromkeys(_column(r) for r in sub))
+      unit = "T60 (s)" if condition == "reverb" else "SNR (dB)"
+      extra = f", T60 {sub[0]['t60_s']:g} s" if condition == "noise+reverb" else ""
+      out.append(f"{level} top-1 hit rate (%), {condition}{extra}; columns: {unit}")
+      out.append(f"  {'method':<16} {'length':>6} " + " ".join(f"{c:>6g}" for c in cols))
+      for method in dict.fromkeys(r["method"] for r in sub):
+        for length in sorted(dict.fromkeys(r["length_s"] for r in sub)):
+          cells = {_column(r): r for r in sub if r["method"] == method and r["length_s"] == length}
+          out.append(f"  {method:<16} {length:>5g}s " +
+                     " ".join(f"{100 * cells[c][key]:6.1f}" if c in cells else "     -"
+                              for c in cols))
+      out.append("")
+  return "\n".join(out)
+
+
+def write_csv(rows: Sequence[dict], path: Path) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def plot(rows: Sequence[dict], folder: Path) -> list[Path]:
+  """hit rate vs SNR (or T60) per query length, one line per method; one PNG per condition."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  folder.mkdir(parents=True, exist_ok=True)
+  written = []
+  for condition in dict.fromkeys(r["condition"] for r in rows if r["condition"] != "clips"):
+    sub = [r for r in rows if r["condition"] == condition]
+    lengths = sorted(dict.fromkeys(r["length_s"] for r in sub))
+    fig, axes = plt.subplots(1, len(lengths), figsize=(3.2 * len(lengths), 3.2), sharey=True,
+                             squeeze=False)
+    for ax, length in zip(axes[0], lengths):
+      for method in dict.fromkeys(r["method"] for r in sub):
+        pts = sorted((_column(r), r["segment_hit_rate"]) for r in sub
+                     if r["method"] == method and r["length_s"] == length)
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=method)
+      ax.set_title(f"{length:g} s queries")
+      ax.set_xlabel("T60 (s)" if condition == "reverb" else "SNR (dB)")
+      ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("segment-level top-1 hit rate (%)")
+    axes[0][-1].legend(fontsize="small")
+    fig.suptitle(condition)
+    fig.tight_layout()
+    path = folder / f"hit_rate_{condition.replace('+', '_')}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+  return written

@@ -1,0 +1,94 @@
+"""Export fingerprints of a corpus to sharded files, one share per process, and merge them.
+
+Layout of an export folder:
+  manifest.json                        model identity, dim, process count
+  process-00000/tracks.jsonl           name, path, duration, sha1, shard, row offset, rows
+  process-00000/shard-00000.npy        float32 [rows, d], tracks sequential
+Each process (jax.process_index() of jax.process_count()) fingerprints files
+i, i+P, i+2P, ... of the sorted file list, so the shares are disjoint and the
+union is every file; `iter_export` reads all shares back in file order, ready
+for `catalogue.update(add=...)` or any external search system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from absl import logging
+import numpy as np
+
+from input_pipeline import audio_io
+from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.identify import expand_inputs, _display_name  # pylint: disable=protected-access
+
+
+def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLike],
+                 out: str | os.PathLike, process_index: int = 0, process_count: int = 1,
+                 shard_rows: int = 1 << 20) -> dict:
+  """Fingerprint this process's share of the files into `out`/process-XXXXX/."""
+  out = Path(out)
+  files = expand_inputs(inputs)
+  mine = files[process_index::process_count]
+  folder = out / f"process-{process_index:05d}"
+  folder.mkdir(parents=True, exist_ok=True)
+  if process_index == 0:
+    (out / "manifest.json").write_text(json.dumps({
+        "model_identity": fingerprinter.bundle.identity, "model_source": fingerprinter.bundle.source,
+        "dim": fingerprinter.dim, "process_count": process_count, "files": len(files)}, indent=2))
+  shard, rows_in_shard, buffer, skipped, records = 0, 0, [], 0, []
+
+  def flush():
+    nonlocal shard, rows_in_shard, buffer
+    if buffer:
+      tmp = folder / f".shard-{shard:05d}.npy.tmp"
+      with open(tmp, "wb") as f:
+        np.save(f, np.concatenate(buffer))
+      os.replace(tmp, folder / f"shard-{shard:05d}.npy")
+      shard, rows_in_shard, buffer = shard + 1, 0, []
+
+  for path in mine:
+    try:
+      wave = audio_io.load_audio(path)
+    except audio_io.AudioDecodeError as e:
+      logging.warning("Skipping %s: %s", path, e.problem)
+      skipped += 1
+      continue
+    fps = fingerprinter.track_fingerprints(wave)
+    if fps.shape[0] == 0:
+      skipped += 1
+      continue
+    records.append({"name": _display_name(path, inputs), "path": str(Path(path).resolve()),
+                    "duration": wave.shape[0] / audio_io.TARGET_SR,
+                    "sha1": audio_io.content_hash(path), "shard": shard,
+                    "offset": rows_in_shard, "rows": int(fps.shape[0]),
+                    "order": files.index(path)})
+    buffer.append(fps)
+    rows_in_shard += fps.shape[0]
+    if rows_in_shard >= shard_rows:
+      flush()
+  flush()
+  tmp = folder / "tracks.jsonl.tmp"
+  tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+  os.replace(tmp, folder / "tracks.jsonl")  # written last: marks the share complete
+  return {"tracks": len(records), "skipped": skipped}
+
+
+def iter_export(folder: str | os.PathLike) -> Iterator[tuple[dict, np.ndarray]]:
+  """(track fields, fingerprints) of every complete share, in the original file order."""
+  folder = Path(folder)
+  manifest = json.loads((folder / "manifest.json").read_text())
+  records = []
+  for p in range(manifest["process_count"]):
+    share = folder / f"process-{p:05d}"
+    if not (share / "tracks.jsonl").exists():
+      raise FileNotFoundError(f"{share}: share missing or incomplete (no tracks.jsonl)")
+    for line in (share / "tracks.jsonl").read_text().splitlines():
+      records.append((share, json.loads(line)))
+  records.sort(key=lambda sr: sr[1]["order"])
+  for share, r in records:
+    shard = np.load(share / f"shard-{r['shard']:05d}.npy", mmap_mode="r")
+    yield ({k: r[k] for k in ("name", "path", "duration", "sha1")},
+           np.asarray(shard[r["offset"]:r["offset"] + r["rows"]], np.float32))
