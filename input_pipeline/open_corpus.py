@@ -71,7 +71,8 @@ _SPECIAL_MUSIC = {
     "powermanga-data": r"powermanga/.*/music_", "zaz-data": r"zaz/mus",
     "freedroidrpg-data": r"freedroidrpg/.*/titles/", "freecol": r"freecol/base/resources/sound/intro",
     "supertuxkart-data": r"supertuxkart/data/tracks/(battleisland|ancient_colosseum_labyrinth|cave)/",
-    "nexuiz-music": r"\.pk3$",
+    "nexuiz-music": r"\.pk3$", "openclonk-data": r"openclonk/Music\.ocg/",
+    "freeorion-data": r"freeorion/default/data/sound/[^/]+\.ogg$",
 }
 _NOISE = {
     "megaglest-data": r"tilesets/[^/]+/sounds/", "btanks-data": r"sounds/ambient",
@@ -257,6 +258,8 @@ def make_babble(root: Path, files: int = 40, seconds: float = 30.0, seed: int = 
       while pos < n:  # one talker: prompts back to back with short pauses
         p = audio_io.load_audio(prompts[int(rng.integers(len(prompts)))], allow_silent=True)
         pos += int(rng.integers(0, audio_io.TARGET_SR // 2))
+        if pos >= n:
+          break
         take = min(p.size, n - pos)
         voice[pos:pos + take] = p[:take] / (np.std(p) + 1e-6)
         pos += take
