@@ -66,7 +66,10 @@ def iter_decoded(paths: list[Path], min_duration_s: float, allow_silent: bool,
 def audio_features() -> tfds.features.FeaturesDict:
   """Features shared by the folder-like builders."""
   return tfds.features.FeaturesDict({
-      "audio": tfds.features.Audio(shape=(None,), dtype=np.int16, sample_rate=SAMPLE_RATE),
+      # 16 kHz mono PCM as raw bytes: 2 bytes a sample (an int64 list would take ~3x that;
+      # tfds.features.Audio does not pass its encoding on).
+      "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16,
+                                    encoding=tfds.features.Encoding.BYTES),
       "track_id": tfds.features.Text(),
       "path": tfds.features.Text(),
       "duration": np.float32,
@@ -92,8 +95,8 @@ def generate_tracks(root: Path, paths: list[Path], min_duration_s: float, allow_
 class AudioFolder(tfds.core.GeneratorBasedBuilder):
   """Every audio file under the manual directory, as one 'train' split of tracks."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.", "1.1.0": "Audio stored as raw int16 bytes."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the folder of audio files as the manual_dir."
   BUILDER_CONFIGS = [AudioFolderConfig(name="default")]
 
@@ -118,7 +121,8 @@ class AudioFolder(tfds.core.GeneratorBasedBuilder):
 class NoiseFolder(AudioFolder):
   """A folder of background-noise recordings (short files allowed)."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.", "1.1.0": "Audio stored as raw int16 bytes."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the folder of noise recordings as the manual_dir."
   BUILDER_CONFIGS = [AudioFolderConfig(name="default", min_duration_s=0.5)]
 

@@ -68,8 +68,8 @@ def fma_audio_path(root: Path, subset: str, track_id: int) -> Path:
 class Fma(tfds.core.GeneratorBasedBuilder):
   """FMA tracks with the official splits, decoded to 16 kHz mono int16."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.", "1.1.0": "Audio stored as raw int16 bytes."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Download fma_metadata.zip and fma_<size>.zip from the FMA project and unzip both into "
       "the manual_dir, giving fma_metadata/tracks.csv and fma_<size>/NNN/NNNNNN.mp3.")
