@@ -79,6 +79,16 @@ def cmd_export(args) -> int:
   return 0
 
 
+def cmd_export_model(args) -> int:
+  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  bundle = load_encoder(args.model)
+  folder = bundle.save(args.out, dtype=args.dtype)
+  size = sum(p.stat().st_size for p in Path(folder).iterdir())
+  print(f"exported {bundle.source} as {args.dtype} to {folder} ({size / 1e6:.2f} MB); "
+        f"identity {load_encoder(folder).identity[:12]}")
+  return 0
+
+
 def cmd_import(args) -> int:
   import json as json_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax import catalogue as catalogue_lib, export  # pylint: disable=g-import-not-at-top
@@ -299,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--process-index", type=int, help="default: jax.process_index()")
   p.add_argument("--process-count", type=int, help="default: jax.process_count()")
 
+  p = sub.add_parser("export-model", help="Write a training workdir's latest checkpoint as a "
+                     "small inference model folder (config.json + variables.msgpack).")
+  p.set_defaults(func=cmd_export_model)
+  p.add_argument("model", help="training workdir (or an exported model to convert)")
+  p.add_argument("--out", required=True, help="new folder (must not exist)")
+  p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+
   p = add("import", cmd_import, "Build or extend a catalogue from an export folder (all shares).")
   p.add_argument("export", help="folder written by `nafp export`")
   p.add_argument("--storage", choices=["float32", "float16", "int8"])
@@ -352,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   from nafp_jax.encoder_bundle import ModelLoadError  # pylint: disable=g-import-not-at-top
   try:
     return args.func(args)
-  except (catalogue_lib.CatalogueError, ModelLoadError, FileNotFoundError, ValueError) as e:
+  except (catalogue_lib.CatalogueError, ModelLoadError, FileNotFoundError, FileExistsError,
+          ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
 

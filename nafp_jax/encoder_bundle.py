@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+import shutil
 import tempfile
 from typing import Any
 
@@ -57,14 +58,18 @@ class EncoderBundle:
   def save(self, folder: str | os.PathLike, dtype: str = "float16") -> Path:
     """Write an exported model folder (atomically); float16 halves its size."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
-    cast = jax.tree.map(lambda x: np.asarray(x, dtype), self.variables)
-    (tmp / _VARIABLES).write_bytes(serialization.msgpack_serialize(cast))
-    (tmp / _CONFIG).write_text(self.config.to_json_best_effort(indent=2, sort_keys=True))
     if folder.exists():
       raise FileExistsError(f"{folder}: already exists; not overwriting a model")
-    os.replace(tmp, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    try:
+      cast = jax.tree.map(lambda x: np.asarray(x, dtype), self.variables)
+      (tmp / _VARIABLES).write_bytes(serialization.msgpack_serialize(cast))
+      (tmp / _CONFIG).write_text(self.config.to_json_best_effort(indent=2, sort_keys=True))
+      os.replace(tmp, folder)
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
     return folder
 
 

@@ -241,3 +241,15 @@ def test_killed_index_leaves_old_or_new_catalogue(tmp_path, model_dir, music, ca
   # The next write works and clears any half-written generation.
   assert _run(capsys, "index", music, "--db", db, "--model", model_dir, "--quiet")[0] == 0
   assert len(catalogue_lib.Catalogue(db).tracks) == 4 and not list(db.glob(".gen-tmp-*"))
+
+
+def test_export_model_float16(tmp_path, model_dir, capsys):
+  code, out, _ = _run(capsys, "export-model", model_dir, "--out", tmp_path / "m16")
+  assert code == 0 and "float16" in out
+  half = load_encoder(tmp_path / "m16")
+  full = load_encoder(model_dir)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
+               half.variables, full.variables)
+  assert half.identity != full.identity  # rounded weights are another model
+  code, _, err = _run(capsys, "export-model", model_dir, "--out", tmp_path / "m16")
+  assert code == 1 and "already exists" in err

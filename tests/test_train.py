@@ -13,6 +13,7 @@ import pytest
 
 from configs import tiny
 from nafp_jax import checkpointing, train
+from nafp_jax.encoder_bundle import load_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +36,11 @@ def test_two_step_end_to_end_run(tmp_path):
   assert (tmp_path / "checkpoints" / "2").is_dir()
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
   assert (tmp_path / "config.json").exists()
+  bundle = load_encoder(tmp_path)  # a workdir serves as an inference model
+  assert bundle.source.endswith("@2") and "batch_stats" in bundle.variables
+  np.testing.assert_array_equal(
+      np.asarray(bundle.variables["params"]["head"]["w2"]),
+      np.asarray(jax.device_get(state.params["head"]["w2"])))
 
 
 def test_resume_equals_uninterrupted_in_process(tmp_path):
