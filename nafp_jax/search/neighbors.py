@@ -76,7 +76,8 @@ class ScannIndex:
 
   def save(self, folder: str | os.PathLike) -> None:
     Path(folder).mkdir(parents=True, exist_ok=True)
-    self._searcher.serialize(str(folder))
+    # Relative asset paths: the folder is renamed into place after writing (catalogue.py).
+    self._searcher.serialize(str(folder), relative_path=True)
 
   @staticmethod
   def load(folder: str | os.PathLike) -> "ScannIndex":
