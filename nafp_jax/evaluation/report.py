@@ -17,6 +17,7 @@ def _column(row: dict) -> float:
 def format_tables(rows: Sequence[dict]) -> str:
   """Per level, condition and method: rows = query length, columns = SNR (dB) or T60 (s)."""
   out = []
+  width = max([16] + [len(str(r["method"])) for r in rows])
   for level, key in (("Segment-level", "segment_hit_rate"), ("Audio-level", "audio_hit_rate")):
     for condition in dict.fromkeys(r["condition"] for r in rows):
       sub = [r for r in rows if r["condition"] == condition]
@@ -28,11 +29,11 @@ def format_tables(rows: Sequence[dict]) -> str:
       unit = "T60 (s)" if condition == "reverb" else "SNR (dB)"
       extra = f", T60 {sub[0]['t60_s']:g} s" if condition == "noise+reverb" else ""
       out.append(f"{level} top-1 hit rate (%), {condition}{extra}; columns: {unit}")
-      out.append(f"  {'method':<16} {'length':>6} " + " ".join(f"{c:>6g}" for c in cols))
+      out.append(f"  {'method':<{width}} {'length':>6} " + " ".join(f"{c:>6g}" for c in cols))
       for method in dict.fromkeys(r["method"] for r in sub):
         for length in sorted(dict.fromkeys(r["length_s"] for r in sub)):
           cells = {_column(r): r for r in sub if r["method"] == method and r["length_s"] == length}
-          out.append(f"  {method:<16} {length:>5g}s " +
+          out.append(f"  {method:<{width}} {length:>5g}s " +
                      " ".join(f"{100 * cells[c][key]:6.1f}" if c in cells else "     -"
                               for c in cols))
       out.append("")
