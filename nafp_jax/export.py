@@ -22,7 +22,7 @@ import numpy as np
 
 from input_pipeline import audio_io
 from nafp_jax.fingerprinter import Fingerprinter
-from nafp_jax.identify import expand_inputs, _display_name  # pylint: disable=protected-access
+from nafp_jax.identify import display_name, expand_inputs
 
 
 def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLike],
@@ -31,7 +31,7 @@ def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
   """Fingerprint this process's share of the files into `out`/process-XXXXX/."""
   out = Path(out)
   files = expand_inputs(inputs)
-  mine = files[process_index::process_count]
+  mine = list(range(len(files)))[process_index::process_count]  # positions in the file list
   folder = out / f"process-{process_index:05d}"
   folder.mkdir(parents=True, exist_ok=True)
   if process_index == 0:
@@ -49,7 +49,8 @@ def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
       os.replace(tmp, folder / f"shard-{shard:05d}.npy")
       shard, rows_in_shard, buffer = shard + 1, 0, []
 
-  for path in mine:
+  for order in mine:
+    path = files[order]
     try:
       wave = audio_io.load_audio(path)
     except audio_io.AudioDecodeError as e:
@@ -60,11 +61,11 @@ def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
     if fps.shape[0] == 0:
       skipped += 1
       continue
-    records.append({"name": _display_name(path, inputs), "path": str(Path(path).resolve()),
+    records.append({"name": display_name(path, inputs), "path": str(Path(path).resolve()),
                     "duration": wave.shape[0] / audio_io.TARGET_SR,
                     "sha1": audio_io.content_hash(path), "shard": shard,
                     "offset": rows_in_shard, "rows": int(fps.shape[0]),
-                    "order": files.index(path)})
+                    "order": order})
     buffer.append(fps)
     rows_in_shard += fps.shape[0]
     if rows_in_shard >= shard_rows:

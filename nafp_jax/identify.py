@@ -81,7 +81,7 @@ def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
       hours = report.audio_seconds / 3600
       bar.set_postfix(audio_h=f"{hours:.2f}",
                        audio_h_per_s=f"{hours / max(time.time() - start, 1e-9):.4f}")
-      yield {"name": _display_name(path, inputs), "path": str(path.resolve()), "duration": wave.shape[0] / audio_io.TARGET_SR,
+      yield {"name": display_name(path, inputs), "path": str(path.resolve()), "duration": wave.shape[0] / audio_io.TARGET_SR,
              "sha1": sha1}, fingerprints
 
   added = list(new_tracks())  # fingerprint first, then one short atomic write
@@ -93,7 +93,8 @@ def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
   return cat, report
 
 
-def _display_name(path: Path, inputs: Sequence[str | os.PathLike]) -> str:
+def display_name(path: Path, inputs: Sequence[str | os.PathLike]) -> str:
+  """A track's name: its path relative to the input folder holding it, else its file name."""
   for item in inputs:
     root = Path(item).expanduser()
     if root.is_dir() and path.is_relative_to(root):
