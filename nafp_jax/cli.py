@@ -363,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the `nafp` console script."""
   args = build_parser().parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from nafp_jax.cpu_devices import split_cpu_into_devices  # pylint: disable=g-import-not-at-top
+  split_cpu_into_devices()
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.WARNING)
   from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top

@@ -4,8 +4,13 @@ Catalogue tracks get one fingerprint every 100 ms (windows starting at frames
 0, 10, 20, ...).  Queries are fingerprinted at several sub-hop phases: phase p
 uses windows starting at frames p, p+10, p+20, ... (p = 0..phases-1, 10 ms
 apart), so a query can be aligned to the 100 ms catalogue grid to within 10 ms.
-Window slices are cut on the host and batched to one fixed shape, so there is a
-single compilation whatever the audio length.
+
+The log-mel of a waveform is computed once, in fixed-size chunks of frames (one
+compilation whatever the length), and the overlapping 96-frame windows are cut
+from it on the host; windows are embedded in batches of one fixed shape.  On
+CPU the encoder's convolutions on tiny maps are lowered to im2col + matmul
+(models/conv.py), which XLA runs ~100x faster there; the embeddings are the same
+up to float summation order (tests/test_fast_inference.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,19 @@ import numpy as np
 
 from nafp_jax import frontend, sharding
 from nafp_jax.encoder_bundle import EncoderBundle
+from nafp_jax.models import create_model
+
+# Frames of log-mel computed per front-end call (10 s of audio).
+MEL_CHUNK_FRAMES = 1000
+# Convolutions whose output map has at most this many positions use im2col on
+# CPU: measured with benchmarks/cpu_inference.py (XLA's conv is faster above it).
+CPU_IM2COL_MAX_POSITIONS = 8
+# Windows per device and encoder call: on CPU 8 keeps the early layers' maps in
+# cache (benchmarks/cpu_inference.py measured 4..32 per core); accelerators take more.
+CPU_BATCH_PER_DEVICE = 8
+ACCELERATOR_BATCH_PER_DEVICE = 256
+# Batches dispatched ahead of the one being fetched, so host work overlaps compute.
+IN_FLIGHT = 2
 
 
 class QueryTooShortError(ValueError):
@@ -24,36 +42,66 @@ class QueryTooShortError(ValueError):
 
 
 class Fingerprinter:
-  """Embeds fingerprint windows of 16 kHz mono waveforms with one encoder."""
+  """Embeds fingerprint windows of 16 kHz mono waveforms with one encoder.
 
-  def __init__(self, bundle: EncoderBundle, batch_size: int = 64):
+  `batch_size` and `im2col_max_positions` default to measured choices for the
+  platform (None); `im2col_max_positions=0` gives the plain XLA lowering.
+  """
+
+  def __init__(self, bundle: EncoderBundle, batch_size: int | None = None,
+               im2col_max_positions: int | None = None):
     self.bundle = bundle
-    model = bundle.model
-    # All local devices share each batch (data parallel); variables are replicated.
-    mesh = sharding.create_mesh()
+    on_cpu = jax.default_backend() == "cpu"
+    if im2col_max_positions is None:
+      im2col_max_positions = CPU_IM2COL_MAX_POSITIONS if on_cpu else 0
+    model = create_model(bundle.config.model, im2col_max_positions=im2col_max_positions)
+    # This process's devices share each batch (data parallel); variables are replicated.
+    # Other processes (multi-host export) fingerprint their own files independently.
+    mesh = sharding.create_local_mesh()
     devices = mesh.shape["data"]
+    if batch_size is None:
+      batch_size = devices * (CPU_BATCH_PER_DEVICE if on_cpu else ACCELERATOR_BATCH_PER_DEVICE)
     self.batch_size = -(-batch_size // devices) * devices
     self._batch_sharding = sharding.batch_sharded(mesh)
     variables = jax.device_put(bundle.variables, sharding.replicated(mesh))
-    embed = jax.jit(lambda v, slices: model.apply(v, frontend.features_from_slices(slices),
-                                                  train=False),
+    embed = jax.jit(lambda v, x: model.apply(v, x, train=False),
                     in_shardings=(sharding.replicated(mesh), self._batch_sharding))
     self._embed = functools.partial(embed, variables)
+    self._mel = jax.jit(functools.partial(frontend.log_mel_frames, n_frames=MEL_CHUNK_FRAMES))
 
   @property
   def dim(self) -> int:
     return int(self.bundle.config.model.embedding_dim)
 
+  def log_mel(self, wave: np.ndarray) -> np.ndarray:
+    """Log-mel [frames, 64] of a waveform, equal to `frontend.log_mel` (centred STFT)."""
+    padded = frontend.pad_for_windows(wave)
+    frames = frontend.num_frames(wave.shape[-1])
+    span = (MEL_CHUNK_FRAMES - 1) * frontend.HOP + frontend.N_FFT
+    out = np.empty((frames, frontend.N_MELS), np.float32)
+    for k0 in range(0, frames, MEL_CHUNK_FRAMES):
+      k = min(MEL_CHUNK_FRAMES, frames - k0)
+      chunk = np.zeros((1, span), np.float32)
+      piece = padded[k0 * frontend.HOP:(k0 + k - 1) * frontend.HOP + frontend.N_FFT]
+      chunk[0, :len(piece)] = piece
+      out[k0:k0 + k] = np.asarray(self._mel(chunk))[0, :k]
+    return out
+
   def embed_windows(self, wave: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
     """Embeddings [len(start_frames), d] of the windows starting at those frames."""
-    padded = frontend.pad_for_windows(wave)
+    mel = self.log_mel(wave)
     out = np.zeros((len(start_frames), self.dim), np.float32)
+    pending = []  # (first row, rows, embeddings still being computed)
     for i in range(0, len(start_frames), self.batch_size):
       chunk = start_frames[i:i + self.batch_size]
-      slices = np.zeros((self.batch_size, frontend.WINDOW_SPAN), np.float32)
-      slices[:len(chunk)] = frontend.window_slices(padded, chunk)
-      batch = jax.device_put(slices, self._batch_sharding)
-      out[i:i + len(chunk)] = np.asarray(self._embed(batch))[:len(chunk)]
+      batch = np.zeros((self.batch_size, frontend.N_MELS, frontend.WINDOW_FRAMES, 1), np.float32)
+      batch[:len(chunk)] = frontend.windows_from_mel(mel, chunk)
+      pending.append((i, len(chunk), self._embed(jax.device_put(batch, self._batch_sharding))))
+      if len(pending) > IN_FLIGHT:
+        row, n, emb = pending.pop(0)
+        out[row:row + n] = np.asarray(emb)[:n]
+    for row, n, emb in pending:
+      out[row:row + n] = np.asarray(emb)[:n]
     return out
 
   def track_fingerprints(self, wave: np.ndarray) -> np.ndarray:

@@ -131,16 +131,32 @@ def window_slices(padded: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
   return padded[idx]
 
 
-def features_from_slices(slices: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
-  """Model input [B, 64, 96, 1] from window slices [B, WINDOW_SPAN] (see `window_slices`).
+def log_mel_frames(slices: jax.Array, n_frames: int,
+                   cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
+  """Log-mel [B, n_frames, n_mels] of slices [B, (n_frames - 1) * hop + n_fft] of a padded signal.
 
-  Equal to `frame_windows(log_mel(track))` for the windows those slices start at.
+  Frame k reads samples [hop k, hop k + n_fft) of the slice, exactly as frame
+  k0 + k of `log_mel` reads the reflect-padded track when the slice starts at
+  sample hop * k0 of `pad_for_windows(track)`.
   """
-  idx = np.arange(WINDOW_FRAMES)[:, None] * cfg.hop + np.arange(cfg.n_fft)[None, :]
+  idx = np.arange(n_frames)[:, None] * cfg.hop + np.arange(cfg.n_fft)[None, :]
   framed = slices[:, idx] * jnp.asarray(_hann(cfg.n_fft))
   spec = jnp.fft.rfft(framed, n=cfg.n_fft, axis=-1)
   power = jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
   mel = jnp.einsum("btf,fm->btm", power, jnp.asarray(mel_matrix(cfg)),
                    precision=jax.lax.Precision.HIGHEST)
-  log = 10.0 * jnp.log10(jnp.maximum(mel, cfg.amin))
-  return jnp.swapaxes(log, -1, -2)[..., None]
+  return 10.0 * jnp.log10(jnp.maximum(mel, cfg.amin))
+
+
+def features_from_slices(slices: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
+  """Model input [B, 64, 96, 1] from window slices [B, WINDOW_SPAN] (see `window_slices`).
+
+  Equal to `frame_windows(log_mel(track))` for the windows those slices start at.
+  """
+  return jnp.swapaxes(log_mel_frames(slices, WINDOW_FRAMES, cfg), -1, -2)[..., None]
+
+
+def windows_from_mel(mel: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
+  """Host-side `frame_windows` for chosen starts: mel [frames, 64] -> [N, 64, 96, 1]."""
+  idx = np.asarray(start_frames)[:, None] + np.arange(WINDOW_FRAMES)[None, :]
+  return np.ascontiguousarray(np.swapaxes(mel[idx], -1, -2)[..., None])

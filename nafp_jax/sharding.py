@@ -29,6 +29,17 @@ def create_mesh(mesh_config: ml_collections.ConfigDict | None = None) -> Mesh:
                        axis_types=(AxisType.Auto, AxisType.Auto))
 
 
+def create_local_mesh() -> Mesh:
+  """A ('data', 1) mesh over this process's devices only.
+
+  For work each process does on its own (fingerprinting its share of a
+  catalogue): programs on it never communicate with other processes.
+  """
+  local = jax.local_devices()
+  return jax.make_mesh((len(local), 1), ("data", "model"), devices=local,
+                       axis_types=(AxisType.Auto, AxisType.Auto))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   """Every device holds the whole array."""
   return NamedSharding(mesh, P())

@@ -12,8 +12,13 @@ from nafp_jax.models.nafp import NafpEncoder
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
-def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
-  """Build the encoder named by `model_config.name` ('attention' or 'nafp')."""
+def create_model(model_config: ml_collections.ConfigDict,
+                 im2col_max_positions: int = 0) -> nn.Module:
+  """Build the encoder named by `model_config.name` ('attention' or 'nafp').
+
+  `im2col_max_positions` picks how convolutions are lowered (models/conv.py): it
+  changes speed, not the function or the parameters, so it is not in the config.
+  """
   dtype = _DTYPES[model_config.get("dtype", "float32")]
   if model_config.name == "attention":
     return AttentionEncoder(widths=tuple(model_config.widths),
@@ -21,14 +26,14 @@ def create_model(model_config: ml_collections.ConfigDict) -> nn.Module:
                             head_hidden=model_config.head_hidden,
                             attention_scale=model_config.attention_scale,
                             dropout_rate=model_config.get("dropout_rate", 0.0),
-                            dtype=dtype)
+                            dtype=dtype, im2col_max_positions=im2col_max_positions)
   if model_config.name == "nafp":
     return NafpEncoder(widths=tuple(model_config.widths),
                        strides_f=tuple(model_config.strides_f),
                        strides_t=tuple(model_config.strides_t),
                        embedding_dim=model_config.embedding_dim,
                        head_hidden=model_config.head_hidden,
-                       dtype=dtype)
+                       dtype=dtype, im2col_max_positions=im2col_max_positions)
   raise ValueError(f"unknown model name {model_config.name!r} (expected 'attention' or 'nafp')")
 
 

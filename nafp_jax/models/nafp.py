@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from nafp_jax.models.conv import Conv2D
 from nafp_jax.models.heads import DivideAndEncode
 
 
@@ -23,15 +24,18 @@ class SeparableBlock(nn.Module):
   stride_t: int
   stride_f: int
   dtype: jnp.dtype = jnp.float32
+  im2col_max_positions: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nn.Conv(self.features, (1, 3), strides=(1, self.stride_t), padding="SAME",
-                dtype=self.dtype, name="conv_t")(x)
+    x = Conv2D(self.features, (1, 3), strides=(1, self.stride_t), padding="SAME",
+               dtype=self.dtype, im2col_max_positions=self.im2col_max_positions,
+               name="conv_t")(x)
     x = nn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=(1, 2, 3), dtype=self.dtype,
                      name="ln_t")(nn.elu(x))
-    x = nn.Conv(self.features, (3, 1), strides=(self.stride_f, 1), padding="SAME",
-                dtype=self.dtype, name="conv_f")(x)
+    x = Conv2D(self.features, (3, 1), strides=(self.stride_f, 1), padding="SAME",
+               dtype=self.dtype, im2col_max_positions=self.im2col_max_positions,
+               name="conv_f")(x)
     return nn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=(1, 2, 3), dtype=self.dtype,
                         name="ln_f")(nn.elu(x))
 
@@ -44,13 +48,16 @@ class NafpEncoder(nn.Module):
   embedding_dim: int = 128
   head_hidden: int = 32
   dtype: jnp.dtype = jnp.float32
+  # Inference-time lowering choice (see models/conv.py); not part of the model.
+  im2col_max_positions: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # No batch statistics or dropout in this model.
     x = x.astype(self.dtype)
     for i, (w, sf, st) in enumerate(zip(self.widths, self.strides_f, self.strides_t)):
-      x = SeparableBlock(w, st, sf, self.dtype, name=f"block{i + 1}")(x)
+      x = SeparableBlock(w, st, sf, self.dtype, self.im2col_max_positions,
+                         name=f"block{i + 1}")(x)
     if x.shape[1:3] != (1, 1):
       raise ValueError(f"NAFP strides leave a {x.shape[1]}x{x.shape[2]} map, expected 1x1")
     flat = x.reshape(x.shape[0], -1)

@@ -1,0 +1,180 @@
+"""CPU fingerprinting throughput: plain XLA vs the fast path vs TensorFlow, side by side.
+
+  python benchmarks/cpu_inference.py                      # small and paper
+  python benchmarks/cpu_inference.py --configs=paper --batches=16,32
+
+Two layouts of the CPU are measured, each in its own child process (XLA reads
+its flags once): 'threaded' (one XLA device using every core for each op, JAX's
+default) and 'per_core' (one single-threaded device per core, batches split
+over them: what `nafp` uses, nafp_jax/cpu_devices.py).  For each encoder and
+layout it measures, in one run on this machine's CPU:
+  * the dense matmul FLOP/s (2048x2048 float32) — the roofline;
+  * model FLOPs per segment (XLA's cost analysis of the plain forward pass);
+  * segments/s of the plain lowering (XLA convolutions, batch 64) and of the
+    fast path (im2col for tiny maps) at several batch sizes, plus bfloat16;
+  * segments/s of the same conv stack with the same variables in TensorFlow
+    (oneDNN), after checking that it gives the same embeddings;
+  * end to end: `Fingerprinter.track_fingerprints` on 60 s of audio (log-mel
+    once + windows + encoder), as fingerprints/s and x real time.
+Fraction of roofline = FLOPs/segment x segments/s / matmul FLOP/s.  Each figure
+is the best of `--repeats` timings, so a busy machine disturbs it less.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("configs", ["small", "paper"], "Config modules under configs/.")
+flags.DEFINE_list("batches", ["8", "16", "32", "64"], "Fast-path batch sizes to time.")
+flags.DEFINE_integer("repeats", 3, "Timings per figure; the best is kept.")
+flags.DEFINE_float("min_seconds", 1.5, "Minimum duration of one timing.")
+flags.DEFINE_enum("layout", "both", ["both", "threaded", "per_core"],
+                  "CPU layout to measure; 'both' runs one child process per layout.")
+
+
+def best_rate(fn, items_per_call: int) -> float:
+  """Items/s of `fn()` (which blocks), best of FLAGS.repeats timings of >= min_seconds."""
+  fn()
+  best = 0.0
+  for _ in range(FLAGS.repeats):
+    calls, t0 = 0, time.perf_counter()
+    while True:
+      fn()
+      calls += 1
+      elapsed = time.perf_counter() - t0
+      if elapsed >= FLAGS.min_seconds:
+        break
+    best = max(best, calls * items_per_call / elapsed)
+  return best
+
+
+def matmul_flops() -> float:
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((2048, 2048)), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  return best_rate(lambda: f(a).block_until_ready(), 1) * 2 * 2048 ** 3
+
+
+def encoder_rate(model, variables, batch: int) -> float:
+  """Segments/s of the jitted encoder, the batch split over all devices."""
+  from nafp_jax import sharding  # pylint: disable=g-import-not-at-top
+  mesh = sharding.create_mesh()
+  x = np.random.default_rng(1).standard_normal((batch, 64, 96, 1)).astype(np.float32) * 20 - 40
+  x = jax.device_put(x, sharding.batch_sharded(mesh))
+  variables = jax.device_put(variables, sharding.replicated(mesh))
+  f = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  return best_rate(lambda: f(variables, x).block_until_ready(), batch)
+
+
+def run_layouts() -> None:
+  """Run one child per layout and print the cross-layout ratios."""
+  results = {}
+  for layout in ("threaded", "per_core"):
+    argv = [sys.executable, "-m", "benchmarks.cpu_inference", f"--layout={layout}",
+            f"--configs={','.join(FLAGS.configs)}", f"--batches={','.join(FLAGS.batches)}",
+            f"--repeats={FLAGS.repeats}", f"--min_seconds={FLAGS.min_seconds}"]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    for line in proc.stdout.splitlines():
+      if line.startswith("RESULT "):
+        results[layout] = json.loads(line[len("RESULT "):])
+      else:
+        print(line)
+  print("\n== summary (best of each path; plain = JAX default: threaded, XLA conv, batch 64)")
+  for name in FLAGS.configs:
+    thr, per = results["threaded"][name], results["per_core"][name]
+    line = (f"{name}: per-core fast end-to-end {per['end_to_end']:.1f} fingerprints/s "
+            f"({0.1 * per['end_to_end']:.1f}x real time, {per['end_to_end_roofline']:.2f} of "
+            f"roofline); vs plain encoder {per['end_to_end'] / thr['plain']:.2f}x")
+    if "tensorflow" in thr:
+      line += f"; vs tensorflow/oneDNN {per['end_to_end'] / thr['tensorflow']:.2f}x"
+    print(line)
+
+
+def main(_):
+  if FLAGS.layout == "both":
+    run_layouts()
+    return
+  if FLAGS.layout == "per_core":
+    from nafp_jax.cpu_devices import split_cpu_into_devices  # pylint: disable=g-import-not-at-top
+    split_cpu_into_devices()
+  import importlib  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from benchmarks.tf_reference import build_tf_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.encoder_bundle import EncoderBundle  # pylint: disable=g-import-not-at-top
+  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
+
+  peak = matmul_flops()
+  summary = {}
+  print(f"\n#### layout {FLAGS.layout}: devices {jax.devices()[0].device_kind} x{jax.device_count()}; "
+        f"dense matmul (2048^2 float32): {peak / 1e9:.1f} GFLOP/s = roofline")
+  x_probe = jnp.asarray(np.random.default_rng(2).standard_normal((4, 64, 96, 1)) * 20 - 40,
+                        jnp.float32)
+  for name in FLAGS.configs:
+    config = importlib.import_module(f"configs.{name}").get_config()
+    plain = create_model(config.model)
+    variables = jax.jit(lambda r: plain.init(r, x_probe[:1]))(jax.random.PRNGKey(0))  # pylint: disable=cell-var-from-loop
+    lowered = jax.jit(lambda v, x: plain.apply(v, x)).lower(variables, x_probe[:1])  # pylint: disable=cell-var-from-loop
+    cost = lowered.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost["flops"])
+    print(f"\n== {name}: {config.model.name}{tuple(config.model.widths)}, "
+          f"{flops / 1e9:.3f} GFLOP per segment")
+    print(f"{'path':34s} {'batch':>5s} {'seg/s':>8s} {'x real time':>11s} {'of roofline':>11s}")
+    row = lambda label, b, r: print(f"{label:34s} {b:5d} {r:8.1f} {0.1 * r:11.1f} "
+                                    f"{flops * r / peak:11.2f}")
+    rates = {}
+    rates["plain"] = encoder_rate(plain, variables, 64)
+    row("jax plain (xla conv)", 64, rates["plain"])
+    fast = create_model(config.model, im2col_max_positions=8)
+    best_fast = (0.0, 0)
+    for b in map(int, FLAGS.batches):
+      r = encoder_rate(fast, variables, b)
+      row("jax fast (im2col on tiny maps)", b, r)
+      best_fast = max(best_fast, (r, b))
+    bf16_config = config.model.copy_and_resolve_references()
+    bf16_config.dtype = "bfloat16"
+    fast_bf16 = create_model(bf16_config, im2col_max_positions=8)
+    r_bf16 = encoder_rate(fast_bf16, variables, best_fast[1])
+    row("jax fast, bfloat16", best_fast[1], r_bf16)
+    e32 = fast.apply(variables, x_probe)
+    e16 = fast_bf16.apply(variables, x_probe)
+    print(f"   bfloat16 vs float32 embeddings: min cosine {float(jnp.min(jnp.sum(e32 * e16, -1))):.4f}")
+    summary[name] = {"plain": rates["plain"], "fast": best_fast[0]}
+    if config.model.name == "attention" and FLAGS.layout == "threaded":
+      tf_forward = build_tf_encoder(config.model, variables)
+      diff = float(np.max(np.abs(tf_forward(tf.constant(np.asarray(x_probe))).numpy() -
+                                 np.asarray(e32))))
+      print(f"   tensorflow vs jax embeddings: max |diff| {diff:.2e}")
+      best_tf = (0.0, 0)
+      for b in map(int, FLAGS.batches):
+        xb = tf.constant(np.random.default_rng(1).standard_normal((b, 64, 96, 1)).astype(
+            np.float32) * 20 - 40)
+        r = best_rate(lambda: tf_forward(xb).numpy(), b)  # pylint: disable=cell-var-from-loop
+        row("tensorflow (oneDNN), same stack", b, r)
+        best_tf = max(best_tf, (r, b))
+      print(f"   fast/tensorflow (best batch each): {best_fast[0] / best_tf[0]:.2f}x")
+      summary[name]["tensorflow"] = best_tf[0]
+    print(f"   fast/plain (best batch vs batch 64): {best_fast[0] / rates['plain']:.2f}x")
+    fp = Fingerprinter(EncoderBundle(config, variables, name))
+    wave = (0.1 * np.random.default_rng(3).standard_normal(16000 * 60)).astype(np.float32)
+    n = fp.track_fingerprints(wave).shape[0]
+    r = best_rate(lambda: fp.track_fingerprints(wave), n)  # pylint: disable=cell-var-from-loop
+    print(f"   end to end, 60 s track (log-mel + windows + encoder, batch {fp.batch_size}): "
+          f"{r:.1f} fingerprints/s = {0.1 * r:.1f}x real time")
+    summary[name].update(end_to_end=r, end_to_end_roofline=flops * r / peak)
+  print("RESULT " + json.dumps(summary))
+
+
+if __name__ == "__main__":
+  app.run(main)

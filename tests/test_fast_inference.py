@@ -1,0 +1,65 @@
+"""The CPU fast path (im2col lowering, log-mel once per waveform) computes the plain function.
+
+Tolerances: a single conv agrees to 1e-5 of its output scale (float32 sums in a
+different order); whole encoders to 1e-4 absolute on L2-normalised embeddings.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import nafp as nafp_config, tiny
+from nafp_jax import cli, frontend
+from nafp_jax.encoder_bundle import load_encoder
+from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.models import create_model
+from nafp_jax.models.conv import Conv2D
+
+
+@pytest.mark.parametrize("kernel,strides,padding,shape", [
+    ((3, 3), (1, 1), ((1, 1), (1, 1)), (3, 2, 3, 16)),
+    ((3, 3), (2, 2), ((1, 1), (1, 1)), (2, 8, 12, 4)),
+    ((3, 3), (2, 2), ((1, 1), (1, 1)), (2, 5, 7, 3)),
+    ((1, 3), (1, 3), "SAME", (2, 2, 6, 8)),
+    ((3, 1), (2, 1), "SAME", (2, 3, 1, 8)),
+    ((1, 1), (2, 2), "VALID", (2, 4, 6, 5)),
+])
+def test_im2col_conv_equals_xla_conv(kernel, strides, padding, shape):
+  x = jax.random.normal(jax.random.PRNGKey(1), shape)
+  plain = Conv2D(7, kernel, strides, padding, use_bias=True)
+  fast = Conv2D(7, kernel, strides, padding, use_bias=True, im2col_max_positions=10_000)
+  variables = plain.init(jax.random.PRNGKey(0), x)
+  variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias too
+  y0, y1 = plain.apply(variables, x), fast.apply(variables, x)
+  assert y0.shape == y1.shape
+  np.testing.assert_allclose(y1, y0, atol=1e-5 * float(jnp.max(jnp.abs(y0))))
+
+
+@pytest.mark.parametrize("config", [tiny.get_config(), nafp_config.get_config()],
+                         ids=["attention", "nafp"])
+def test_encoder_fast_lowering_equals_plain(config):
+  x = 20.0 * jax.random.normal(jax.random.PRNGKey(2), (3, 64, 96, 1)) - 40.0
+  plain = create_model(config.model)
+  fast = create_model(config.model, im2col_max_positions=8)
+  variables = jax.jit(plain.init)(jax.random.PRNGKey(0), x)
+  e0 = jax.jit(lambda v, x: plain.apply(v, x))(variables, x)
+  e1 = jax.jit(lambda v, x: fast.apply(v, x))(variables, x)
+  np.testing.assert_allclose(e1, e0, atol=1e-4)
+
+
+@pytest.mark.skipif(not (cli.DEFAULT_MODEL / "config.json").exists(),
+                    reason="no shipped model in this checkout")
+def test_shipped_model_fast_fingerprinter_equals_plain_and_direct():
+  bundle = load_encoder(cli.DEFAULT_MODEL)
+  rng = np.random.default_rng(3)
+  wave = (0.1 * rng.standard_normal(16000 * 3)).astype(np.float32)
+  fast = Fingerprinter(bundle)
+  plain = Fingerprinter(bundle, batch_size=8, im2col_max_positions=0)
+  np.testing.assert_allclose(fast.log_mel(wave), np.asarray(frontend.log_mel(wave)),
+                             atol=1e-3)
+  f, p = fast.track_fingerprints(wave), plain.track_fingerprints(wave)
+  windows = frontend.frame_windows(frontend.log_mel(wave))
+  direct = bundle.model.apply(bundle.variables, windows, train=False)
+  np.testing.assert_allclose(f, p, atol=1e-4)
+  np.testing.assert_allclose(f, direct, atol=1e-4)
