@@ -4,16 +4,17 @@ A checkpoint holds `state` (step, params, batch stats, optimizer state, RNG)
 and `data` (every host's next example index).  Saves are asynchronous.  The
 workdir also keeps the config it was started with; a restart with a config
 that differs in anything but run-length/logging keys is refused rather than
-silently mixing two experiments.
+silently mixing two experiments.  The workdir may be local or a bucket
+(`gs://...`): paths go through etils.epath, as Orbax's own do.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
+from etils import epath
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -44,7 +45,7 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 def check_or_record_config(workdir: str | os.PathLike, config: ml_collections.ConfigDict,
                            has_checkpoint: bool) -> None:
   """Refuse a workdir whose checkpoint came from another config; else record this one."""
-  path = Path(workdir) / _CONFIG_FILE
+  path = epath.Path(workdir) / _CONFIG_FILE
   current = json.loads(config.to_json_best_effort())
   if has_checkpoint and path.exists():
     stored = _flatten(json.loads(path.read_text()))
@@ -58,16 +59,19 @@ def check_or_record_config(workdir: str | os.PathLike, config: ml_collections.Co
           "Use another --workdir, or the original config, to resume.")
   if jax.process_index() == 0:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.parent / (_CONFIG_FILE + ".tmp")
     tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def create_manager(workdir: str | os.PathLike, max_to_keep: int) -> ocp.CheckpointManager:
   """An async CheckpointManager under <workdir>/checkpoints."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=True)
-  return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options,
+  root = epath.Path(workdir)
+  if not str(workdir).startswith(("gs://", "s3://")):
+    root = root.absolute()
+  return ocp.CheckpointManager(root / "checkpoints", options=options,
                                item_names=("state", "data"))
 
 

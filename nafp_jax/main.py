@@ -15,7 +15,12 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and config.")
 flags.DEFINE_bool("distributed", False,
-                  "Call jax.distributed.initialize() (multi-host TPU pods / GPU clusters).")
+                  "Call jax.distributed.initialize() (multi-host TPU pods / GPU clusters). "
+                  "On TPU VMs, SLURM and Open MPI it finds the job's layout itself.")
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0 (with --distributed, where not auto-detected).")
+flags.DEFINE_integer("num_processes", None, "Processes in the job (with --coordinator_address).")
+flags.DEFINE_integer("process_id", None, "This process's id, 0..num_processes-1.")
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -42,7 +47,8 @@ def main(argv):
     jax.config.update("jax_compilation_cache_dir", str(cache_root() / "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   if FLAGS.distributed:
-    jax.distributed.initialize()
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   from nafp_jax import train  # pylint: disable=g-import-not-at-top
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())

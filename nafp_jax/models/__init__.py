@@ -9,7 +9,9 @@ import ml_collections
 from nafp_jax.models.encoder import AttentionEncoder
 from nafp_jax.models.nafp import NafpEncoder
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# float64 (with jax_enable_x64) is for numerical checks, e.g. tests/test_multiprocess.py.
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
+           "float64": jnp.float64}
 
 
 def create_model(model_config: ml_collections.ConfigDict,
