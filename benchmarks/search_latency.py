@@ -1,17 +1,33 @@
-"""Subsequence-search latency and accuracy: ScaNN vs exact, and index bytes per hour.
+"""Search at scale: latency, hit rate vs exact search and memory, for growing catalogues.
 
-  python benchmarks/search_latency.py --hours 10 --queries 200
+  python benchmarks/search_latency.py --hours=1,10,100 --queries=200
+  python benchmarks/search_latency.py --source=catalogue:~/.cache/nafp/demo/dev_catalogue
 
-The catalogue holds *simulated* fingerprints (said so in the output): each track
-is a slowly drifting sequence of unit vectors (consecutive 100 ms fingerprints
-are correlated, as real ones are).  A query is a noisy copy of 41 consecutive
-rows (5 s) at 10 phases, the phases other than the true one perturbed more.
-Latency covers the search only (neighbours + candidate scoring), not the model.
-Both backends run on the same catalogue and queries in one process.
+Fingerprints come from `--source`:
+  * `simulated`: each 4-minute track is a slowly drifting sequence of unit vectors
+    (AR(1), consecutive 100 ms fingerprints correlate ~0.8, as real ones do);
+  * `catalogue:PATH`: the real fingerprints of a catalogue; a size beyond it is
+    made of copies of its rows perturbed with Gaussian noise (std 0.3/sqrt(d)) and
+    renormalised, said so in the output.
+A query is a noisy copy of 41 consecutive rows (5 s) at 10 phases, the phases
+other than the true one perturbed more; a hit = the right start row.
+
+Variants, all on the same catalogue and queries in one process:
+  exact         brute-force inner product over float32 rows
+  scann/f32     ScaNN tree + AH + float32 re-ordering; aligned scoring on float32 rows
+  scann/f16     the same searcher, aligned scoring on float16 rows
+  scann-ah/i8   ScaNN tree + AH without re-ordering; aligned scoring on int8 rows
+Latency is the search only (neighbours + candidate scoring), per query, one at a
+time; "batched" is the per-query time when 32 queries arrive together
+(`subsequence_search_batch`).  Memory/hour = stored rows + ScaNN searcher files.
+Exact search costs O(catalogue) per query, so it runs on the first
+`--exact_queries` queries only; hit rates are compared on those.
 """
 
 from __future__ import annotations
 
+import pathlib
+import tempfile
 import time
 
 from absl import app, flags
@@ -19,16 +35,20 @@ import numpy as np
 
 from nafp_jax.catalogue import FingerprintMatrix, quantize
 from nafp_jax.search.neighbors import ExactIndex, ScannIndex
-from nafp_jax.search.subsequence import subsequence_search
+from nafp_jax.search.subsequence import subsequence_search, subsequence_search_batch
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("hours", 10.0, "Catalogue size in hours of audio (36,000 fingerprints/h).")
-flags.DEFINE_integer("queries", 200, "Queries per backend.")
+flags.DEFINE_list("hours", ["1", "10"], "Catalogue sizes in hours of audio (36,000 rows/h).")
+flags.DEFINE_string("source", "simulated", "'simulated' or 'catalogue:PATH' (real fingerprints).")
+flags.DEFINE_integer("queries", 200, "Queries per size (ScaNN variants).")
+flags.DEFINE_integer("exact_queries", 50, "Queries given to exact search (the first ones).")
+flags.DEFINE_integer("batch", 32, "Queries per batch for the batched timing.")
 flags.DEFINE_float("noise", 0.9, "Query perturbation (std of added Gaussian per dim, x1/sqrt(d)).")
 flags.DEFINE_integer("k", 10, "Neighbours per query fingerprint.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
-DIM, M, PHASES, TRACK_ROWS = 128, 41, 10, 2400  # 4-minute tracks
+DIM, M, PHASES, TRACK_ROWS = 128, 41, 10, 2400  # 5 s queries, 4-minute simulated tracks
+ROWS_PER_HOUR = 36_000
 
 
 def _unit(x):
@@ -49,50 +69,125 @@ def simulated_catalogue(rows: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndar
   return _unit(matrix).astype(np.float32), starts, counts
 
 
-def main(_):
-  rng = np.random.default_rng(FLAGS.seed)
-  rows = int(FLAGS.hours * 36000)
-  matrix, starts, counts = simulated_catalogue(rows, rng)
-  print(f"simulated catalogue: {FLAGS.hours:g} h = {rows:,} fingerprints in {len(counts)} tracks")
-  for storage in ("float32", "float16", "int8"):
-    print(f"  storage {storage:<8} {quantize(matrix[:36000], storage).nbytes / 1e6:6.2f} MB/hour")
-  t0 = time.perf_counter()
-  scann = ScannIndex.build(matrix, k=FLAGS.k)
-  print(f"ScaNN build: {time.perf_counter() - t0:.1f} s")
-  import tempfile, pathlib  # pylint: disable=g-import-not-at-top,multiple-imports
-  with tempfile.TemporaryDirectory() as d:
-    scann.save(d)
-    size = sum(p.stat().st_size for p in pathlib.Path(d).rglob("*") if p.is_file())
-  print(f"  ScaNN searcher on disk: {size / FLAGS.hours / 1e6:.2f} MB/hour "
-        "(includes its float32 copy of the rows for re-ordering)")
+def real_catalogue(path: str, rows: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+  """Real rows of a catalogue, tiled with perturbed copies (whole tracks) up to `rows`."""
+  from nafp_jax.catalogue import Catalogue  # pylint: disable=g-import-not-at-top
+  cat = Catalogue(pathlib.Path(path).expanduser())
+  base = np.asarray(cat.matrix[:], np.float32)
+  counts = [c for c in cat.counts if c >= M]
+  keep = np.concatenate([np.arange(s, s + c) for s, c in zip(cat.starts, cat.counts) if c >= M])
+  base, base_counts = base[keep], np.asarray(counts)
+  parts, all_counts, total, copy = [], [], 0, 0
+  while total < rows:
+    block = base if copy == 0 else _unit(
+        base + (0.3 / np.sqrt(DIM)) * rng.standard_normal(base.shape).astype(np.float32))
+    for c, start in zip(base_counts, np.concatenate([[0], np.cumsum(base_counts)[:-1]])):
+      take = min(c, rows - total)
+      if take < M:
+        break
+      parts.append(block[start:start + take])
+      all_counts.append(take)
+      total += take
+      if total >= rows:
+        break
+    copy += 1
+    if total < rows and take < M:
+      break
+  counts = np.asarray(all_counts)
+  what = (f"real fingerprints of {path} ({len(base):,} rows)" +
+          (f" + {copy - 1} perturbed cop{'y' if copy == 2 else 'ies'}" if copy > 1 else ""))
+  return (np.concatenate(parts).astype(np.float32), np.concatenate([[0], np.cumsum(counts)[:-1]]),
+          counts, what)
 
-  track = rng.integers(0, len(counts), FLAGS.queries)
-  offset = rng.integers(0, counts[track] - M)
+
+def make_queries(matrix, starts, counts, n, rng):
+  track = rng.integers(0, len(counts), n)
+  offset = rng.integers(0, counts[track] - M + 1)
   truth = starts[track] + offset
-  true_phase = rng.integers(0, PHASES, FLAGS.queries)
+  true_phase = rng.integers(0, PHASES, n)
   sigma = FLAGS.noise / np.sqrt(DIM)
   queries = []
-  for q in range(FLAGS.queries):
+  for q in range(n):
     base = matrix[truth[q]:truth[q] + M]
     phases = [base + (sigma if p == true_phase[q] else 1.5 * sigma) *
               rng.standard_normal(base.shape).astype(np.float32) for p in range(PHASES)]
     queries.append(_unit(np.stack(phases)).astype(np.float32))
+  return queries, truth
 
-  stored = FingerprintMatrix(matrix, "float32")
-  results = {}
-  for name, index in (("exact", ExactIndex(matrix)), ("scann", scann)):
-    subsequence_search(queries[0], index, stored, starts, counts, k=FLAGS.k)  # warm-up
-    latencies, hits = [], 0
-    for q in range(FLAGS.queries):
+
+def folder_bytes(index: ScannIndex) -> int:
+  with tempfile.TemporaryDirectory() as d:
+    index.save(d)
+    return sum(p.stat().st_size for p in pathlib.Path(d).rglob("*") if p.is_file())
+
+
+def run_size(hours: float, rng) -> dict:
+  rows = int(hours * ROWS_PER_HOUR)
+  if FLAGS.source == "simulated":
+    matrix, starts, counts = simulated_catalogue(rows, rng)
+    what = "simulated fingerprints"
+  else:
+    matrix, starts, counts, what = real_catalogue(FLAGS.source.split(":", 1)[1], rows, rng)
+  print(f"\n== {hours:g} h = {len(matrix):,} fingerprints in {len(counts)} tracks ({what})")
+  queries, truth = make_queries(matrix, starts, counts, FLAGS.queries, rng)
+  stored = {s: FingerprintMatrix(quantize(matrix, s), s) for s in ("float32", "float16", "int8")}
+  t0 = time.perf_counter()
+  scann = ScannIndex.build(matrix, k=FLAGS.k)
+  build_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  scann_ah = ScannIndex.build(matrix, k=FLAGS.k, reorder=False)
+  build_ah_s = time.perf_counter() - t0
+  print(f"ScaNN build: {build_s:.1f} s (with re-ordering), {build_ah_s:.1f} s (AH only)")
+  scann_b, scann_ah_b = folder_bytes(scann), folder_bytes(scann_ah)
+  variants = [
+      ("exact", ExactIndex(matrix), stored["float32"], matrix.nbytes),
+      ("scann/f32", scann, stored["float32"], stored["float32"].stored.nbytes + scann_b),
+      ("scann/f16", scann, stored["float16"], stored["float16"].stored.nbytes + scann_b),
+      ("scann-ah/i8", scann_ah, stored["int8"], stored["int8"].stored.nbytes + scann_ah_b),
+  ]
+  out = {"hours": hours, "rows": len(matrix)}
+  print(f"{'variant':12s} {'MB/hour':>8s} {'p50 ms':>7s} {'p95 ms':>7s} {'batched ms/q':>12s} "
+        f"{'hit %':>6s} {'hit % (first ' + str(FLAGS.exact_queries) + ')':>18s}")
+  for name, index, mat, nbytes in variants:
+    n = FLAGS.exact_queries if name == "exact" else FLAGS.queries
+    args = (index, mat, starts, counts)
+    subsequence_search(queries[0], *args, k=FLAGS.k)  # warm-up
+    latencies, hits = [], []
+    for q in range(n):
       t0 = time.perf_counter()
-      best = subsequence_search(queries[q], index, stored, starts, counts, k=FLAGS.k, top=1)
+      best = subsequence_search(queries[q], *args, k=FLAGS.k, top=1)
       latencies.append(time.perf_counter() - t0)
-      hits += bool(best) and best[0].start_row == truth[q]
+      hits.append(bool(best) and best[0].start_row == truth[q])
+    batched = float("nan")
+    if name != "exact":
+      b = min(FLAGS.batch, n)
+      t0 = time.perf_counter()
+      for lo in range(0, n - b + 1, b):
+        subsequence_search_batch(queries[lo:lo + b], *args, k=FLAGS.k, top=1)
+      batched = (time.perf_counter() - t0) / (b * (n // b)) * 1000
     lat = np.array(latencies) * 1000
-    results[name] = hits / FLAGS.queries
-    print(f"{name:>5}: 5 s query (10 phases x 41 fingerprints): p50 {np.percentile(lat, 50):.1f} ms, "
-          f"p95 {np.percentile(lat, 95):.1f} ms; right start row {100 * hits / FLAGS.queries:.1f} %")
-  print(f"ScaNN hit rate - exact hit rate: {100 * (results['scann'] - results['exact']):+.1f} points")
+    hit, hit_first = 100 * np.mean(hits), 100 * np.mean(hits[:FLAGS.exact_queries])
+    out[name] = dict(p50=np.percentile(lat, 50), p95=np.percentile(lat, 95), hit_first=hit_first,
+                     mb_per_hour=nbytes / hours / 1e6)
+    print(f"{name:12s} {nbytes / hours / 1e6:8.2f} {np.percentile(lat, 50):7.1f} "
+          f"{np.percentile(lat, 95):7.1f} {batched:12.1f} {hit:6.1f} {hit_first:18.1f}")
+  for name in ("scann/f32", "scann/f16", "scann-ah/i8"):
+    ratio = out[name]["hit_first"] / max(out["exact"]["hit_first"], 1e-9)
+    print(f"  {name}: {100 * ratio:.1f} % of exact search's hit rate on the same queries")
+  return out
+
+
+def main(_):
+  rng = np.random.default_rng(FLAGS.seed)
+  results = [run_size(float(h), rng) for h in FLAGS.hours]
+  if len(results) > 1:
+    print("\n== growth of p50 latency with catalogue size (exponent of rows^a between sizes)")
+    for name in ("exact", "scann/f32", "scann-ah/i8"):
+      parts = []
+      for a, b in zip(results, results[1:]):
+        e = np.log(b[name]["p50"] / a[name]["p50"]) / np.log(b["rows"] / a["rows"])
+        parts.append(f"{a['hours']:g}->{b['hours']:g} h: a = {e:.2f}")
+      print(f"  {name:12s} " + "; ".join(parts))
 
 
 if __name__ == "__main__":

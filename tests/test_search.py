@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nafp_jax.search.neighbors import ExactIndex, ScannIndex
-from nafp_jax.search.subsequence import subsequence_search
+from nafp_jax.search.subsequence import subsequence_search, subsequence_search_batch
 
 
 def _unit(x):
@@ -51,7 +51,8 @@ def test_matches_reference_on_random_catalogues(seed):
   queries = np.stack([_unit(matrix[rows] + 0.3 * rng.standard_normal((m_count, 16)))
                       for _ in range(p_count)])
   k = 4
-  got = subsequence_search(queries, ExactIndex(matrix), matrix, starts, counts, k=k, top=20)
+  got = subsequence_search(queries, ExactIndex(matrix), matrix, starts, counts, k=k, top=20,
+                           max_candidates=None)
   want = _reference(queries, matrix, starts, counts, k)
   assert [(m.track, m.start_row, m.phase) for m in got] == [w[:3] for w in want]
   np.testing.assert_allclose([m.score for m in got], [w[3] for w in want], rtol=1e-5, atol=1e-6)
@@ -91,3 +92,34 @@ def test_scann_backend_agrees_with_exact(tmp_path):
   np.testing.assert_array_equal(rows[:, 0], np.arange(20))
   exact, _ = ExactIndex(matrix).search(q, 5)
   assert np.mean(rows == exact) > 0.95
+
+
+def test_batched_search_equals_one_query_at_a_time():
+  rng = np.random.default_rng(10)
+  counts = rng.integers(5, 60, size=12)
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  matrix = _unit(rng.standard_normal((counts.sum(), 16)))
+  queries = []
+  for shape in [(3, 6), (1, 4), (5, 2), (2, 9)]:  # different phases and lengths
+    first = int(rng.integers(0, len(matrix) - shape[1]))
+    base = matrix[first:first + shape[1]]
+    queries.append(np.stack([_unit(base + 0.3 * rng.standard_normal(base.shape))
+                             for _ in range(shape[0])]))
+  index = ExactIndex(matrix)
+  batched = subsequence_search_batch(queries, index, matrix, starts, counts, k=5, top=3)
+  single = [subsequence_search(q, index, matrix, starts, counts, k=5, top=3) for q in queries]
+  assert batched == single and all(batched)
+
+
+def test_pruned_candidates_keep_the_best_supported_alignment():
+  rng = np.random.default_rng(11)
+  counts = np.full(20, 100)
+  starts = np.arange(20) * 100
+  matrix = _unit(rng.standard_normal((2000, 16)))
+  base = matrix[1234:1254]
+  queries = np.stack([_unit(base + 0.4 * rng.standard_normal(base.shape)) for _ in range(3)])
+  index = ExactIndex(matrix)
+  full = subsequence_search(queries, index, matrix, starts, counts, k=10, max_candidates=None)
+  pruned = subsequence_search(queries, index, matrix, starts, counts, k=10, max_candidates=16)
+  assert full[0].start_row == pruned[0].start_row == 1234
+  assert full[0] == pruned[0]

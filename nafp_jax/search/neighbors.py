@@ -58,8 +58,12 @@ class ScannIndex:
     self._searcher = searcher
 
   @staticmethod
-  def build(matrix: np.ndarray, k: int = 20) -> "ScannIndex":
-    """Tree with ~sqrt(n) leaves, AH scoring (2 dims/block), exact re-ordering of 10k."""
+  def build(matrix: np.ndarray, k: int = 20, reorder: bool = True) -> "ScannIndex":
+    """Tree with ~sqrt(n) leaves, AH scoring (2 dims/block), exact re-ordering.
+
+    `reorder=False` keeps only the AH codes (~16x smaller than float32 rows) and
+    returns AH-approximate scores: the smallest index, at some cost in recall.
+    """
     import scann  # pylint: disable=g-import-not-at-top
     data = np.ascontiguousarray(matrix, np.float32)
     n = data.shape[0]
@@ -69,7 +73,8 @@ class ScannIndex:
       builder = builder.tree(num_leaves=leaves, num_leaves_to_search=max(10, leaves // 20),
                              training_sample_size=min(n, 250_000))
       builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2)
-      builder = builder.reorder(max(10 * k, 200))
+      if reorder:
+        builder = builder.reorder(max(10 * k, 200))
     else:
       builder = builder.score_brute_force()
     return ScannIndex(builder.build())
@@ -85,6 +90,9 @@ class ScannIndex:
     return ScannIndex(scann.scann_ops_pybind.load_searcher(str(folder)))
 
   def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    rows, scores = self._searcher.search_batched(np.asarray(queries, np.float32),
-                                                 final_num_neighbors=k)
+    queries = np.asarray(queries, np.float32)
+    # Many rows at once (batched queries): spread them over the cores.
+    search = (self._searcher.search_batched_parallel if queries.shape[0] >= 256
+              else self._searcher.search_batched)
+    rows, scores = search(queries, final_num_neighbors=k)
     return rows.astype(np.int64), scores.astype(np.float32)

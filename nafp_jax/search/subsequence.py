@@ -12,6 +12,11 @@ kept (p, l) is scored by
 so the rows of another track never count, and a track shorter than the query can
 still match (with the part that overlaps).  The best (p, l) per (track, time) is
 reported with timestamp 0.1 (l - start_t) - 0.01 p (clamped at 0).
+
+A 5 s query at 10 phases proposes ~3,000 alignments, almost all single stray
+neighbours; only the `max_candidates` with the most votes (then the highest
+summed neighbour similarity) get the aligned scoring, which otherwise dominates
+the query time (benchmarks/search_latency.py).
 """
 
 from __future__ import annotations
@@ -43,8 +48,17 @@ def _track_of_rows(rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
   return np.searchsorted(starts, rows, side="right") - 1
 
 
-def candidate_starts(rows: np.ndarray, starts: np.ndarray, counts: np.ndarray):
-  """From neighbour rows [P, M, k]: unique kept (phase, start row) and their votes."""
+# Alignments given the full aligned scoring per query (the best-supported ones).
+MAX_CANDIDATES = 256
+
+
+def candidate_starts(rows: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                     scores: np.ndarray | None = None, max_candidates: int | None = None):
+  """From neighbour rows [P, M, k]: unique kept (phase, start row) and their votes.
+
+  With `scores` (the neighbours' similarities) and `max_candidates`, only the
+  candidates with the most votes, then the highest summed similarity, are kept.
+  """
   p_count, m_count, _ = rows.shape
   phase = np.broadcast_to(np.arange(p_count)[:, None, None], rows.shape)
   m_idx = np.broadcast_to(np.arange(m_count)[None, :, None], rows.shape)
@@ -53,10 +67,20 @@ def candidate_starts(rows: np.ndarray, starts: np.ndarray, counts: np.ndarray):
   l = rows - m_idx
   keep = valid & (l >= starts[track])
   phase, m_idx, l = phase[keep], m_idx[keep], l[keep]
-  # A start row gets one vote per query fingerprint that proposed it.
-  key = np.unique(np.stack([phase, l, m_idx], 1), axis=0)
-  (uniq, votes) = np.unique(key[:, :2], axis=0, return_counts=True)
-  return uniq[:, 0], uniq[:, 1], votes
+  # A start row gets one vote per query fingerprint that proposed it.  (phase, l, m)
+  # are packed into one int64 so that np.unique works on a flat array (fast).
+  span = int(l.max()) + 1 if l.size else 1
+  triple = (phase.astype(np.int64) * span + l) * m_count + m_idx
+  key, first = np.unique(triple, return_index=True)
+  pair_keys, inverse, votes = np.unique(key // m_count, return_inverse=True, return_counts=True)
+  uniq = np.stack([pair_keys // span, pair_keys % span], 1)
+  if max_candidates is None or len(votes) <= max_candidates:
+    return uniq[:, 0], uniq[:, 1], votes
+  support = np.zeros(len(votes))
+  if scores is not None:
+    np.add.at(support, inverse.reshape(-1), scores[keep][first])
+  best = np.lexsort((uniq[:, 0], uniq[:, 1], -support, -votes))[:max_candidates]
+  return uniq[best, 0], uniq[best, 1], votes[best]
 
 
 def aligned_similarity(queries: np.ndarray, matrix: np.ndarray, phase: np.ndarray,
@@ -80,17 +104,49 @@ def aligned_similarity(queries: np.ndarray, matrix: np.ndarray, phase: np.ndarra
 
 
 def subsequence_search(queries: np.ndarray, index: NeighborIndex, matrix: np.ndarray,
-                       starts: np.ndarray, counts: np.ndarray, k: int = 10,
-                       top: int = 5) -> list[Match]:
-  """Ranked matches (best first, one per track) for query fingerprints [P, M, d]."""
-  p_count, m_count, dim = queries.shape
+                       starts: np.ndarray, counts: np.ndarray, k: int = 10, top: int = 5,
+                       max_candidates: int | None = MAX_CANDIDATES) -> list[Match]:
+  """Ranked matches (best first, one per track) for query fingerprints [P, M, d].
+
+  `max_candidates=None` scores every proposed alignment (the reference behaviour).
+  """
+  return subsequence_search_batch([queries], index, matrix, starts, counts, k, top,
+                                  max_candidates)[0]
+
+
+def subsequence_search_batch(queries: list[np.ndarray], index: NeighborIndex,
+                             matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                             k: int = 10, top: int = 5,
+                             max_candidates: int | None = MAX_CANDIDATES) -> list[list[Match]]:
+  """`subsequence_search` for many queries at once: one neighbour search for all of them.
+
+  Queries that arrive together (a broadcast monitor's channels, an evaluation
+  run) share a single batched top-k call, which ScaNN and the exact backend run
+  far more efficiently than one call per query.
+  """
   starts = np.asarray(starts, np.int64)
   counts = np.asarray(counts, np.int64)
-  if matrix.shape[0] == 0:
-    return []
-  rows, _ = index.search(queries.reshape(-1, dim), k)
-  rows = rows.reshape(p_count, m_count, -1)
-  phase, start, votes = candidate_starts(rows, starts, counts)
+  if matrix.shape[0] == 0 or not queries:
+    return [[] for _ in queries]
+  dim = queries[0].shape[-1]
+  flat = np.concatenate([q.reshape(-1, dim) for q in queries])
+  all_rows, all_scores = index.search(flat, k)
+  results, offset = [], 0
+  for q in queries:
+    n = q.shape[0] * q.shape[1]
+    rows = all_rows[offset:offset + n].reshape(q.shape[0], q.shape[1], -1)
+    scores = all_scores[offset:offset + n].reshape(rows.shape)
+    offset += n
+    results.append(_rank(q, rows, scores, matrix, starts, counts, top, max_candidates))
+  return results
+
+
+def _rank(queries: np.ndarray, rows: np.ndarray, scores: np.ndarray, matrix: np.ndarray,
+          starts: np.ndarray, counts: np.ndarray, top: int,
+          max_candidates: int | None) -> list[Match]:
+  """Score the candidate alignments of one query's neighbour rows [P, M, k]."""
+  m_count = queries.shape[1]
+  phase, start, votes = candidate_starts(rows, starts, counts, scores, max_candidates)
   if start.size == 0:
     return []
   score, track, end = aligned_similarity(queries, matrix, phase, start, starts, counts)
