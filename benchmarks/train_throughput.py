@@ -23,6 +23,8 @@ config_flags.DEFINE_config_file("config", "configs/small.py", "Config to benchma
 flags.DEFINE_integer("batch", 0, "Pairs per step (0 = the config's batch_size).")
 flags.DEFINE_integer("steps", 10, "Timed steps.")
 flags.DEFINE_bool("pipeline", False, "Also time the input pipeline alone.")
+flags.DEFINE_integer("im2col", -1, "im2col_max_positions for the step (-1 = the trainer's "
+                     "choice for this platform, 0 = plain XLA convolutions).")
 
 
 def main(_):
@@ -31,7 +33,9 @@ def main(_):
   config = FLAGS.config
   batch = FLAGS.batch or config.batch_size
   mesh = sharding.create_mesh(config.mesh)
-  model = create_model(config.model)
+  from nafp_jax.models.conv import im2col_max_positions_for  # pylint: disable=g-import-not-at-top
+  im2col = FLAGS.im2col if FLAGS.im2col >= 0 else im2col_max_positions_for(jax.default_backend())
+  model = create_model(config.model, im2col_max_positions=im2col)
   tx, schedule = optimizers.create_optimizer(config.optimizer, 1000)
   state = train.create_train_state(model, tx, jax.random.PRNGKey(0), sharding.replicated(mesh))
   step = jax.jit(functools.partial(train.train_step, temperature=config.loss.temperature,
@@ -53,7 +57,8 @@ def main(_):
   elapsed = time.perf_counter() - t0
   seg_s = 2 * batch * FLAGS.steps / elapsed
   print(f"config={config.model.name}{tuple(config.model.widths)} batch={batch} pairs "
-        f"devices={jax.device_count()} ({jax.devices()[0].platform}) dtype={config.model.dtype}")
+        f"devices={jax.device_count()} ({jax.devices()[0].platform}) dtype={config.model.dtype} "
+        f"im2col_max_positions={im2col}")
   print(f"compile+first step: {compile_s:.1f} s; step: {elapsed / FLAGS.steps * 1000:.0f} ms; "
         f"train throughput: {seg_s:.1f} segments/s")
   if FLAGS.pipeline:

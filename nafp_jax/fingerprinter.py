@@ -23,12 +23,10 @@ import numpy as np
 from nafp_jax import frontend, sharding
 from nafp_jax.encoder_bundle import EncoderBundle
 from nafp_jax.models import create_model
+from nafp_jax.models.conv import im2col_max_positions_for
 
 # Frames of log-mel computed per front-end call (10 s of audio).
 MEL_CHUNK_FRAMES = 1000
-# Convolutions whose output map has at most this many positions use im2col on
-# CPU: measured with benchmarks/cpu_inference.py (XLA's conv is faster above it).
-CPU_IM2COL_MAX_POSITIONS = 8
 # Windows per device and encoder call: on CPU 8 keeps the early layers' maps in
 # cache (benchmarks/cpu_inference.py measured 4..32 per core); accelerators take more.
 CPU_BATCH_PER_DEVICE = 8
@@ -53,7 +51,7 @@ class Fingerprinter:
     self.bundle = bundle
     on_cpu = jax.default_backend() == "cpu"
     if im2col_max_positions is None:
-      im2col_max_positions = CPU_IM2COL_MAX_POSITIONS if on_cpu else 0
+      im2col_max_positions = im2col_max_positions_for(jax.default_backend())
     model = create_model(bundle.config.model, im2col_max_positions=im2col_max_positions)
     # This process's devices share each batch (data parallel); variables are replicated.
     # Other processes (multi-host export) fingerprint their own files independently.

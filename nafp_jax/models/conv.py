@@ -20,6 +20,15 @@ import jax.numpy as jnp
 
 Padding = str | Sequence[tuple[int, int]]
 
+# Convs whose output map has at most this many positions use im2col on CPU:
+# measured with benchmarks/cpu_inference.py (XLA's own conv is faster above it).
+CPU_IM2COL_MAX_POSITIONS = 8
+
+
+def im2col_max_positions_for(platform: str) -> int:
+  """The measured lowering choice for a JAX platform ('cpu', 'gpu', 'tpu')."""
+  return CPU_IM2COL_MAX_POSITIONS if platform == "cpu" else 0
+
 
 def explicit_padding(size: int, kernel: int, stride: int, padding: Padding,
                      axis: int) -> tuple[int, int]:
