@@ -52,7 +52,7 @@ def test_matches_reference_on_random_catalogues(seed):
                       for _ in range(p_count)])
   k = 4
   got = subsequence_search(queries, ExactIndex(matrix), matrix, starts, counts, k=k, top=20,
-                           max_candidates=None)
+                           max_candidates=None, phase_stride=1)
   want = _reference(queries, matrix, starts, counts, k)
   assert [(m.track, m.start_row, m.phase) for m in got] == [w[:3] for w in want]
   np.testing.assert_allclose([m.score for m in got], [w[3] for w in want], rtol=1e-5, atol=1e-6)
@@ -119,7 +119,33 @@ def test_pruned_candidates_keep_the_best_supported_alignment():
   base = matrix[1234:1254]
   queries = np.stack([_unit(base + 0.4 * rng.standard_normal(base.shape)) for _ in range(3)])
   index = ExactIndex(matrix)
-  full = subsequence_search(queries, index, matrix, starts, counts, k=10, max_candidates=None)
-  pruned = subsequence_search(queries, index, matrix, starts, counts, k=10, max_candidates=16)
+  full = subsequence_search(queries, index, matrix, starts, counts, k=10, max_candidates=None,
+                            phase_stride=1)
+  pruned = subsequence_search(queries, index, matrix, starts, counts, k=10, max_candidates=16,
+                              phase_stride=1)
   assert full[0].start_row == pruned[0].start_row == 1234
   assert full[0] == pruned[0]
+
+
+@pytest.mark.parametrize("offset_frames", [0, 1, 3, 4, 5, 6, 9])
+def test_searching_every_fifth_phase_still_finds_the_exact_phase_and_row(offset_frames):
+  # Fingerprints of a smoothly varying signal at 10 ms frame resolution: catalogue
+  # row r is frame 10 r; query phase p, fingerprint m is frame F + p + 10 m.
+  rng = np.random.default_rng(12)
+  frames = np.zeros((3000, 16), np.float32)
+  frames[0] = rng.standard_normal(16)
+  for f in range(1, len(frames)):
+    frames[f] = 0.95 * frames[f - 1] + 0.31 * rng.standard_normal(16)
+  frames = _unit(frames)
+  matrix = frames[::10]
+  starts, counts = np.array([0, 120, 200]), np.array([120, 80, 100])
+  first_frame = 10 * 130 + offset_frames            # track 1, 1.0 s + offset
+  queries = np.stack([frames[first_frame + p + 10 * np.arange(20)] for p in range(10)])
+  exact_phase = (10 - offset_frames) % 10
+  exact_row = 130 + (1 if offset_frames else 0)
+  for stride in (1, 5):
+    best = subsequence_search(queries, ExactIndex(matrix), matrix, starts, counts, k=5,
+                              phase_stride=stride)[0]
+    assert (best.track, best.start_row, best.phase) == (1, exact_row, exact_phase), stride
+    assert best.timestamp_s == pytest.approx(1.0 + 0.01 * offset_frames)
+    assert best.score == pytest.approx(1.0, abs=1e-5)

@@ -17,6 +17,12 @@ A 5 s query at 10 phases proposes ~3,000 alignments, almost all single stray
 neighbours; only the `max_candidates` with the most votes (then the highest
 summed neighbour similarity) get the aligned scoring, which otherwise dominates
 the query time (benchmarks/search_latency.py).
+
+With `phase_stride` s > 1 only phases 0, s, 2s, ... go through the neighbour
+search (5x fewer vectors for s = 5, the largest cost on big catalogues); the
+best `REFINE` alignments found that way are then scored at every phase and at
+start rows l - 1, l, l + 1, which covers every (phase, row) the true alignment
+can have: a searched phase is at most s - 1 phases, i.e. under one row, away.
 """
 
 from __future__ import annotations
@@ -50,6 +56,10 @@ def _track_of_rows(rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 # Alignments given the full aligned scoring per query (the best-supported ones).
 MAX_CANDIDATES = 256
+# Alignments refined over all phases when only every phase_stride-th phase was searched.
+REFINE = 16
+# Phases searched by default: 0 and 5 of the 10 (benchmarks/search_latency.py).
+PHASE_STRIDE = 5
 
 
 def candidate_starts(rows: np.ndarray, starts: np.ndarray, counts: np.ndarray,
@@ -105,19 +115,22 @@ def aligned_similarity(queries: np.ndarray, matrix: np.ndarray, phase: np.ndarra
 
 def subsequence_search(queries: np.ndarray, index: NeighborIndex, matrix: np.ndarray,
                        starts: np.ndarray, counts: np.ndarray, k: int = 10, top: int = 5,
-                       max_candidates: int | None = MAX_CANDIDATES) -> list[Match]:
+                       max_candidates: int | None = MAX_CANDIDATES,
+                       phase_stride: int = PHASE_STRIDE) -> list[Match]:
   """Ranked matches (best first, one per track) for query fingerprints [P, M, d].
 
-  `max_candidates=None` scores every proposed alignment (the reference behaviour).
+  `max_candidates=None, phase_stride=1` searches with every phase and scores every
+  proposed alignment (the reference behaviour).
   """
   return subsequence_search_batch([queries], index, matrix, starts, counts, k, top,
-                                  max_candidates)[0]
+                                  max_candidates, phase_stride)[0]
 
 
 def subsequence_search_batch(queries: list[np.ndarray], index: NeighborIndex,
                              matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray,
                              k: int = 10, top: int = 5,
-                             max_candidates: int | None = MAX_CANDIDATES) -> list[list[Match]]:
+                             max_candidates: int | None = MAX_CANDIDATES,
+                             phase_stride: int = PHASE_STRIDE) -> list[list[Match]]:
   """`subsequence_search` for many queries at once: one neighbour search for all of them.
 
   Queries that arrive together (a broadcast monitor's channels, an evaluation
@@ -129,27 +142,61 @@ def subsequence_search_batch(queries: list[np.ndarray], index: NeighborIndex,
   if matrix.shape[0] == 0 or not queries:
     return [[] for _ in queries]
   dim = queries[0].shape[-1]
-  flat = np.concatenate([q.reshape(-1, dim) for q in queries])
+  searched = [q[::max(1, phase_stride)] for q in queries]
+  flat = np.concatenate([q.reshape(-1, dim) for q in searched])
   all_rows, all_scores = index.search(flat, k)
   results, offset = [], 0
-  for q in queries:
-    n = q.shape[0] * q.shape[1]
-    rows = all_rows[offset:offset + n].reshape(q.shape[0], q.shape[1], -1)
+  for q, sq in zip(queries, searched):
+    n = sq.shape[0] * sq.shape[1]
+    rows = all_rows[offset:offset + n].reshape(sq.shape[0], sq.shape[1], -1)
     scores = all_scores[offset:offset + n].reshape(rows.shape)
     offset += n
-    results.append(_rank(q, rows, scores, matrix, starts, counts, top, max_candidates))
+    results.append(_rank(q, rows, scores, matrix, starts, counts, top, max_candidates,
+                         max(1, phase_stride)))
   return results
+
+
+def _refine(phase, start, votes, score, queries, matrix, starts, counts):
+  """Add every phase at rows l-1..l+1 of the REFINE best alignments, scored."""
+  p_count = queries.shape[0]
+  best = np.lexsort((phase, start, -votes, -score))[:REFINE]
+  track = _track_of_rows(start[best], starts)
+  shift = np.array([-1, 0, 1])
+  new_start = (start[best][:, None, None] + shift[None, None, :]).repeat(p_count, 1)
+  new_phase = np.broadcast_to(np.arange(p_count)[None, :, None], new_start.shape)
+  new_votes = np.broadcast_to(votes[best][:, None, None], new_start.shape)
+  t = np.broadcast_to(track[:, None, None], new_start.shape)
+  inside = (new_start >= starts[t]) & (new_start < starts[t] + counts[t])
+  new_phase, new_start, new_votes = new_phase[inside], new_start[inside], new_votes[inside]
+  # Drop what is already scored (and duplicates among the new ones).
+  span = int(max(start.max(), new_start.max())) + 2
+  have = set((phase.astype(np.int64) * span + start).tolist())
+  keys = new_phase.astype(np.int64) * span + new_start
+  _, first = np.unique(keys, return_index=True)
+  first = np.array([i for i in np.sort(first) if int(keys[i]) not in have], np.int64)
+  if first.size == 0:
+    return phase, start, votes, score
+  new_phase, new_start, new_votes = new_phase[first], new_start[first], new_votes[first]
+  new_score, _, _ = aligned_similarity(queries, matrix, new_phase, new_start, starts, counts)
+  return (np.concatenate([phase, new_phase]), np.concatenate([start, new_start]),
+          np.concatenate([votes, new_votes]), np.concatenate([score, new_score]))
 
 
 def _rank(queries: np.ndarray, rows: np.ndarray, scores: np.ndarray, matrix: np.ndarray,
           starts: np.ndarray, counts: np.ndarray, top: int,
-          max_candidates: int | None) -> list[Match]:
-  """Score the candidate alignments of one query's neighbour rows [P, M, k]."""
+          max_candidates: int | None, phase_stride: int) -> list[Match]:
+  """Score the candidate alignments of one query's neighbour rows [S, M, k]."""
   m_count = queries.shape[1]
   phase, start, votes = candidate_starts(rows, starts, counts, scores, max_candidates)
   if start.size == 0:
     return []
-  score, track, end = aligned_similarity(queries, matrix, phase, start, starts, counts)
+  phase = phase * phase_stride  # searched phase index -> phase
+  score, _, _ = aligned_similarity(queries, matrix, phase, start, starts, counts)
+  if phase_stride > 1:
+    phase, start, votes, score = _refine(phase, start, votes, score, queries, matrix, starts,
+                                         counts)
+  track = _track_of_rows(start, starts)
+  end = starts[track] + counts[track]
   # Best first: score, then votes, then the earliest alignment (deterministic ties).
   order = np.lexsort((phase, start, -votes, -score))
   matches, seen = [], set()
