@@ -50,7 +50,8 @@ def prepare(spec: str, kind: str, data_dir: str | os.PathLike | None = None,
 
   `kind` is 'tracks', 'noise' or 'rirs' and decides which builder a folder uses.
   """
-  data_dir = Path(data_dir) if data_dir else cache_root() / "tfds"
+  # A string, not a Path: data_dir may be a bucket (gs://...), which pathlib mangles.
+  data_dir = os.fspath(data_dir) if data_dir else str(cache_root() / "tfds")
   scheme, _, arg = spec.partition(":")
   manual_dir = None
   if scheme == "synthetic" and kind in ("tracks", "noise"):

@@ -14,7 +14,12 @@ be checked before any TPU time is paid for.
 from __future__ import annotations
 
 import functools
+import os
 import sys
+
+# libtpu refuses a second process while a stale lock file from an earlier one is
+# there; compile-only use touches no chip, so several may run.
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 from absl import app, flags
 from ml_collections import config_flags

@@ -112,16 +112,30 @@ def _pair_config(data: ml_collections.ConfigDict):
       energy_threshold=data.energy_threshold)
 
 
-def create_pair_sources(config: ml_collections.ConfigDict):
-  """This host's (train, eval) PairSources; each host reads only its share of files."""
-  from input_pipeline import pairs, sources  # pylint: disable=g-import-not-at-top
+def prepare_datasets(config: ml_collections.ConfigDict):
+  """Build (once) the config's track, noise and RIR datasets; returns their TFDS builders."""
+  from input_pipeline import sources  # pylint: disable=g-import-not-at-top
   d = config.data
   data_dir = d.data_dir or None
-  host, hosts = jax.process_index(), jax.process_count()
   tracks = sources.prepare(d.tracks, "tracks", data_dir)
   noise = sources.prepare(d.noise, "noise", data_dir)
   rirs = sources.prepare(d.rirs, "rirs", data_dir, rir_t60_range=(d.rir_t60_min, d.rir_t60_max),
                          rir_seed=config.seed)
+  return tracks, noise, rirs
+
+
+def create_pair_sources(config: ml_collections.ConfigDict):
+  """This host's (train, eval) PairSources; each host reads only its share of files."""
+  from input_pipeline import pairs, sources  # pylint: disable=g-import-not-at-top
+  d = config.data
+  host, hosts = jax.process_index(), jax.process_count()
+  if hosts > 1 and host != 0:
+    # Process 0 builds any dataset not yet in the (shared) data dir first; the
+    # others then find it ready instead of writing the same files at once.
+    multihost_utils.sync_global_devices("nafp: datasets prepared")
+  tracks, noise, rirs = prepare_datasets(config)
+  if hosts > 1 and host == 0:
+    multihost_utils.sync_global_devices("nafp: datasets prepared")
   noise_bank = sources.load_bank(noise, d.noise_split, "audio", host, hosts)
   rir_bank = sources.load_bank(rirs, "train", "rir", host, hosts)
   cfg = _pair_config(d)
