@@ -3,7 +3,7 @@
   python -m nafp_jax.demo [--model M] [--queries 50] [--lengths 3]
 
 1. fetches DATA.md's DEV packages and the noise packages (cached; a no-op the second time),
-2. indexes every DEV track with the model into $NAFP_CACHE/demo/dev_catalogue,
+2. indexes every DEV track with the model into $NAFP_CACHE/demo/dev_catalogue-<model id>,
 3. cuts distorted queries (noise, reverb, noise+reverb) from random positions and prints the
    segment- and audio-level hit-rate tables (`nafp eval`), with CSV and plots in --out.
 """
@@ -17,6 +17,8 @@ import time
 from input_pipeline import open_corpus
 from input_pipeline.sources import cache_root
 from nafp_jax import cli
+from nafp_jax.cpu_devices import split_cpu_into_devices
+from nafp_jax.encoder_bundle import load_encoder
 
 
 def main(argv=None) -> int:
@@ -35,7 +37,10 @@ def main(argv=None) -> int:
     print("warning: some packages failed to download; continuing with what is there",
           file=sys.stderr)
   model = ["--model", args.model] if args.model else []
-  db = cache / "demo" / "dev_catalogue"
+  split_cpu_into_devices()  # before anything starts JAX's backend (loading the model does)
+  identity = load_encoder(cli._model_path(args.model)).identity  # pylint: disable=protected-access
+  # One catalogue per model: a catalogue refuses fingerprints of another model.
+  db = cache / "demo" / f"dev_catalogue-{identity[:12]}"
   out = args.out or str(cache / "demo")
   folders = ([str(root / "dev" / p) for p in dev_packages] if dev_packages
              else [str(root / "dev")])
