@@ -3,6 +3,14 @@
 bfloat16 activations (parameters and optimizer state stay float32).  The learning rate
 follows the square-root scaling rule from the paper's 1e-4 at 256 pairs, capped by LAMB's
 layer-wise trust ratio.  Override the batch for other slice sizes, e.g. --config.batch_size=16384.
+
+Check it compiles and fits first (no TPU needed):
+  JAX_PLATFORMS=cpu python launch/aot_compile_check.py --config configs/large_batch_tpu.py \
+      --topology v4-32
+Launch on a v4-32 slice (datasets prepared in the bucket with `python -m nafp_jax.prepare_data`):
+  PROJECT=my-project ZONE=us-central2-b TPU_NAME=nafp ACCELERATOR_TYPE=v4-32 \
+  WORKDIR=gs://BUCKET/runs/paper-8k DATA_DIR=gs://BUCKET/tfds \
+  EXTRA_FLAGS="--config.data.tracks=fma:full" launch/tpu_vm.sh all
 """
 
 from configs import default
