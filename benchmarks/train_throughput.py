@@ -5,7 +5,8 @@
 Times the jitted train step alone (front end + encoder + NT-Xent + optimizer) on
 random waveforms, after one compile-and-warm-up step, and prints segments/s
 (2 per pair).  With --pipeline it also times the tf.data pair pipeline of the
-config on its own (pairs/s) and prints the pipeline/step ratio.
+config on its own (pairs/s) and prints the pipeline/step ratio.  With --compare_plain it also times the same
+step with plain XLA convolutions (no im2col) in the same process and prints the ratio.
 """
 
 from __future__ import annotations
@@ -25,16 +26,14 @@ flags.DEFINE_integer("steps", 10, "Timed steps.")
 flags.DEFINE_bool("pipeline", False, "Also time the input pipeline alone.")
 flags.DEFINE_integer("im2col", -1, "im2col_max_positions for the step (-1 = the trainer's "
                      "choice for this platform, 0 = plain XLA convolutions).")
+flags.DEFINE_bool("compare_plain", False, "Also time the step with plain XLA convolutions "
+                  "(im2col 0), alternating with the chosen lowering, and print the ratio.")
 
 
-def main(_):
+def _timed_step(config, batch: int, im2col: int, mesh):
+  """Returns (compile_s, run) where run(steps) times `steps` train steps in seconds."""
   from nafp_jax import frontend, optimizers, sharding, train  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
-  config = FLAGS.config
-  batch = FLAGS.batch or config.batch_size
-  mesh = sharding.create_mesh(config.mesh)
-  from nafp_jax.models.conv import im2col_max_positions_for  # pylint: disable=g-import-not-at-top
-  im2col = FLAGS.im2col if FLAGS.im2col >= 0 else im2col_max_positions_for(jax.default_backend())
   model = create_model(config.model, im2col_max_positions=im2col)
   tx, schedule = optimizers.create_optimizer(config.optimizer, 1000)
   state = train.create_train_state(model, tx, jax.random.PRNGKey(0), sharding.replicated(mesh))
@@ -46,21 +45,48 @@ def main(_):
   data = {k: (0.3 * rng.standard_normal((batch, frontend.SEGMENT_SAMPLES))).astype(np.float32)
           for k in ("anchor", "positive")}
   data = jax.device_put(data, sharding.batch_sharded(mesh))
+  holder = {"state": state}
   t0 = time.perf_counter()
-  state, metrics = step(state, data)
+  holder["state"], metrics = step(holder["state"], data)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  for _ in range(FLAGS.steps):
-    state, metrics = step(state, data)
-  jax.block_until_ready(metrics)
-  elapsed = time.perf_counter() - t0
-  seg_s = 2 * batch * FLAGS.steps / elapsed
+
+  def run(steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      holder["state"], metrics = step(holder["state"], data)
+    jax.block_until_ready(metrics)
+    return time.perf_counter() - t0
+
+  return compile_s, run
+
+
+def main(_):
+  from nafp_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models.conv import im2col_max_positions_for  # pylint: disable=g-import-not-at-top
+  config = FLAGS.config
+  batch = FLAGS.batch or config.batch_size
+  mesh = sharding.create_mesh(config.mesh)
+  im2col = FLAGS.im2col if FLAGS.im2col >= 0 else im2col_max_positions_for(jax.default_backend())
   print(f"config={config.model.name}{tuple(config.model.widths)} batch={batch} pairs "
-        f"devices={jax.device_count()} ({jax.devices()[0].platform}) dtype={config.model.dtype} "
-        f"im2col_max_positions={im2col}")
-  print(f"compile+first step: {compile_s:.1f} s; step: {elapsed / FLAGS.steps * 1000:.0f} ms; "
-        f"train throughput: {seg_s:.1f} segments/s")
+        f"devices={jax.device_count()} ({jax.devices()[0].platform}) dtype={config.model.dtype}")
+  lowerings = [im2col] + ([0] if FLAGS.compare_plain and im2col else [])
+  runs = {m: _timed_step(config, batch, m, mesh) for m in lowerings}
+  # Alternate the lowerings in rounds so that machine noise falls on both alike.
+  rounds = 3 if len(lowerings) > 1 else 1
+  elapsed = {m: 0.0 for m in lowerings}
+  for _ in range(rounds):
+    for m in lowerings:
+      elapsed[m] += runs[m][1](FLAGS.steps)
+  seg_s = {}
+  for m in lowerings:
+    step_s = elapsed[m] / (rounds * FLAGS.steps)
+    seg_s[m] = 2 * batch / step_s
+    print(f"im2col_max_positions={m}: compile+first step {runs[m][0]:.1f} s; "
+          f"step {step_s * 1000:.0f} ms; train throughput {seg_s[m]:.1f} segments/s")
+  if len(lowerings) > 1:
+    print(f"im2col/plain throughput ratio: {seg_s[im2col] / seg_s[0]:.2f}")
+  seg_s = seg_s[im2col]
   if FLAGS.pipeline:
     from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
     source, _ = train.create_pair_sources(config)

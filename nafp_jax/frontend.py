@@ -66,26 +66,14 @@ def num_fingerprints(num_samples: int) -> int:
   return 1 + (frames - WINDOW_FRAMES) // WINDOW_HOP_FRAMES
 
 
-def power_spectrogram(wave: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
-  """Centred power STFT of [..., samples] -> [..., frames, n_fft//2+1]."""
+def log_mel(wave: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
+  """Log-mel spectrogram in dB of [..., samples] -> [..., frames, n_mels] (centred STFT)."""
   pad = cfg.n_fft // 2
   lead = wave.shape[:-1]
-  x = wave.reshape((-1, wave.shape[-1]))
+  x = wave.astype(jnp.float32).reshape((-1, wave.shape[-1]))
   x = jnp.pad(x, ((0, 0), (pad, pad)), mode="reflect")
-  frames = num_frames(wave.shape[-1], cfg.hop)
-  idx = (np.arange(frames)[:, None] * cfg.hop + np.arange(cfg.n_fft)[None, :])
-  framed = x[:, idx] * jnp.asarray(_hann(cfg.n_fft))
-  spec = jnp.fft.rfft(framed, n=cfg.n_fft, axis=-1)
-  power = jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
-  return power.reshape(lead + power.shape[1:])
-
-
-def log_mel(wave: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
-  """Log-mel spectrogram in dB of [..., samples] -> [..., frames, n_mels]."""
-  power = power_spectrogram(wave.astype(jnp.float32), cfg)
-  mel = jnp.einsum("...tf,fm->...tm", power, jnp.asarray(mel_matrix(cfg)),
-                   precision=jax.lax.Precision.HIGHEST)
-  return 10.0 * jnp.log10(jnp.maximum(mel, cfg.amin))
+  mel = log_mel_frames(x, num_frames(wave.shape[-1], cfg.hop), cfg)
+  return mel.reshape(lead + mel.shape[1:])
 
 
 def segment_features(wave: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
@@ -112,32 +100,20 @@ def frame_windows(mel: jax.Array) -> jax.Array:
   return jnp.swapaxes(mel[idx], -1, -2)[..., None]
 
 
-# Samples of the reflect-padded signal that one 96-frame window reads:
-# frames k = 0..95 start at 160 k and are 512 long.
-WINDOW_SPAN = (WINDOW_FRAMES - 1) * HOP + N_FFT
-
-
 def pad_for_windows(wave: np.ndarray, cfg: FrontEndConfig = FrontEndConfig()) -> np.ndarray:
-  """Reflect-pad a waveform as the centred STFT does, so window slices can be cut on the host."""
+  """Reflect-pad a waveform as the centred STFT does (for chunked `log_mel_frames` calls)."""
   pad = cfg.n_fft // 2
   if wave.shape[-1] <= pad:
     raise ValueError(f"waveform of {wave.shape[-1]} samples is shorter than one fingerprint")
   return np.pad(np.asarray(wave, np.float32), (pad, pad), mode="reflect")
 
 
-def window_slices(padded: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
-  """[len(start_frames), WINDOW_SPAN] slices of the padded signal, one per window."""
-  idx = np.asarray(start_frames)[:, None] * HOP + np.arange(WINDOW_SPAN)[None, :]
-  return padded[idx]
-
-
 def log_mel_frames(slices: jax.Array, n_frames: int,
                    cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
-  """Log-mel [B, n_frames, n_mels] of slices [B, (n_frames - 1) * hop + n_fft] of a padded signal.
+  """Log-mel [B, n_frames, n_mels] of slices [B, >= (n_frames - 1) * hop + n_fft] of a padded signal.
 
-  Frame k reads samples [hop k, hop k + n_fft) of the slice, exactly as frame
-  k0 + k of `log_mel` reads the reflect-padded track when the slice starts at
-  sample hop * k0 of `pad_for_windows(track)`.
+  Frame k reads samples [hop k, hop k + n_fft) of the slice, so a slice starting at
+  sample hop * k0 of `pad_for_windows(track)` gives frames k0, k0 + 1, ... of `log_mel`.
   """
   idx = np.arange(n_frames)[:, None] * cfg.hop + np.arange(cfg.n_fft)[None, :]
   framed = slices[:, idx] * jnp.asarray(_hann(cfg.n_fft))
@@ -146,14 +122,6 @@ def log_mel_frames(slices: jax.Array, n_frames: int,
   mel = jnp.einsum("btf,fm->btm", power, jnp.asarray(mel_matrix(cfg)),
                    precision=jax.lax.Precision.HIGHEST)
   return 10.0 * jnp.log10(jnp.maximum(mel, cfg.amin))
-
-
-def features_from_slices(slices: jax.Array, cfg: FrontEndConfig = FrontEndConfig()) -> jax.Array:
-  """Model input [B, 64, 96, 1] from window slices [B, WINDOW_SPAN] (see `window_slices`).
-
-  Equal to `frame_windows(log_mel(track))` for the windows those slices start at.
-  """
-  return jnp.swapaxes(log_mel_frames(slices, WINDOW_FRAMES, cfg), -1, -2)[..., None]
 
 
 def windows_from_mel(mel: np.ndarray, start_frames: np.ndarray) -> np.ndarray:

@@ -164,7 +164,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   host_batch = config.batch_size // jax.process_count()
 
   # On CPU, convs on tiny maps run as im2col + matmul (same function and parameters,
-  # ~15% faster steps for `small`: benchmarks/train_throughput.py --im2col).
+  # 1.3x the segments/s for `small`, 5.5x for `paper`: benchmarks/train_throughput.py
+  # --compare_plain).
   model = create_model(config.model,
                        im2col_max_positions=im2col_max_positions_for(jax.default_backend()))
   tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_train_steps)

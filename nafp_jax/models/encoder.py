@@ -66,7 +66,7 @@ class AttentionEncoder(nn.Module):
   attention_scale: float = 100.0
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
-  # Inference-time lowering choice (see models/conv.py); not part of the model.
+  # How convs are lowered (models/conv.py): speed only, not part of the model.
   im2col_max_positions: int = 0
 
   @nn.compact

@@ -48,7 +48,7 @@ class NafpEncoder(nn.Module):
   embedding_dim: int = 128
   head_hidden: int = 32
   dtype: jnp.dtype = jnp.float32
-  # Inference-time lowering choice (see models/conv.py); not part of the model.
+  # How convs are lowered (models/conv.py): speed only, not part of the model.
   im2col_max_positions: int = 0
 
   @nn.compact

@@ -170,10 +170,10 @@ def _refine(phase, start, votes, score, queries, matrix, starts, counts):
   new_phase, new_start, new_votes = new_phase[inside], new_start[inside], new_votes[inside]
   # Drop what is already scored (and duplicates among the new ones).
   span = int(max(start.max(), new_start.max())) + 2
-  have = set((phase.astype(np.int64) * span + start).tolist())
   keys = new_phase.astype(np.int64) * span + new_start
   _, first = np.unique(keys, return_index=True)
-  first = np.array([i for i in np.sort(first) if int(keys[i]) not in have], np.int64)
+  first = np.sort(first)
+  first = first[~np.isin(keys[first], phase.astype(np.int64) * span + start)]
   if first.size == 0:
     return phase, start, votes, score
   new_phase, new_start, new_votes = new_phase[first], new_start[first], new_votes[first]
