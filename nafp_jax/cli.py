@@ -232,6 +232,7 @@ def cmd_eval(args) -> int:
   from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
   from nafp_jax.evaluation import protocol, query_sets, report  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation.journal import Journal, JournalMismatchError  # pylint: disable=g-import-not-at-top
   from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   dbs = args.db
   models = args.model or [None] * len(dbs)
@@ -263,9 +264,19 @@ def cmd_eval(args) -> int:
                                                rir_t60_range=(t60, t60), rir_seed=args.seed),
                                "train", key="rir")
       rirs_by_t60[t60] = [np.asarray(bank.waveform(i)) for i in range(len(bank))]
+    settings = {"methods": [{"label": m.label, "model_identity": m.fingerprinter.bundle.identity,
+                             "catalogue": str(m.catalogue.root.resolve()),
+                             "generation": m.catalogue.generation.name,
+                             "fingerprints": int(m.catalogue.matrix.shape[0])} for m in methods],
+                "queries": args.queries, "seed": args.seed, "phases": args.phases,
+                "backend": args.backend, "noise": args.noise, "rirs_per_t60": args.rirs_per_t60}
+    try:
+      journal = Journal(out, settings, restart=args.restart)
+    except JournalMismatchError as e:
+      raise SystemExit(f"error: {e}") from None
     rows = protocol.run_protocol(methods, waves, hashes, noise, rirs_by_t60, conditions,
                                  args.lengths, args.queries, args.seed, args.phases, args.backend,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, journal=journal)
   print(report.format_tables(rows))
   report.write_csv(rows, out / "hit_rates.csv")
   plots = report.plot(rows, out)
@@ -354,7 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto")
   p.add_argument("--clips", help="folder of pre-made query clips")
   p.add_argument("--truth", help="TSV with header query<TAB>track<TAB>start_s")
-  p.add_argument("--out", default="nafp_eval", help="folder for hit_rates.csv and plots")
+  p.add_argument("--out", default="nafp_eval",
+                 help="folder for hit_rates.csv, plots and journal.jsonl (finished cells: a rerun "
+                 "with the same settings resumes from it)")
+  p.add_argument("--restart", action="store_true",
+                 help="discard the results journalled in --out and run every cell again")
   p.add_argument("--quiet", action="store_true")
   return parser
 

@@ -172,6 +172,22 @@ def test_eval_prints_tables_csv_and_plots(tmp_path, model_dir, music, capsys):
   lines = (out / "hit_rates.csv").read_text().splitlines()
   assert lines[0].startswith("method,condition") and len(lines) == 1 + 2 * (2 + 1 + 2)
   assert (out / "hit_rate_noise.png").stat().st_size > 1000
+  # Interrupted while journalling the last cell: the rerun redoes only that cell, same results.
+  csv_first = (out / "hit_rates.csv").read_text()
+  journal = out / "journal.jsonl"
+  assert len(journal.read_text().splitlines()) == 1 + 2 * (2 + 1 + 2)
+  journal.write_bytes(journal.read_bytes()[:-30])
+  code, text, err = _run(capsys, "eval", "--db", db, "--model", model_dir, "--label", "tiny",
+                         "--queries", 3, "--lengths", "2,3", "--snrs", "10,20", "--t60s", "0.5",
+                         "--noise", "synthetic:2x5", "--rirs-per-t60", 2, "--out", out, "--quiet")
+  assert code == 0, err
+  assert (out / "hit_rates.csv").read_text() == csv_first
+  assert len(journal.read_text().splitlines()) == 1 + 2 * (2 + 1 + 2)
+  # Other settings are refused rather than mixed in.
+  with pytest.raises(SystemExit, match="queries differ"):
+    _run(capsys, "eval", "--db", db, "--model", model_dir, "--label", "tiny", "--queries", 4,
+         "--lengths", "2", "--snrs", "10", "--t60s", "0.5", "--noise", "synthetic:2x5",
+         "--rirs-per-t60", 2, "--out", out, "--quiet")
   # Clean, on-grid clips through the pre-made-clip path: all found at the right time.
   clips = tmp_path / "clips"
   clips.mkdir()

@@ -18,6 +18,7 @@ import numpy as np
 from input_pipeline import audio_io
 from nafp_jax.catalogue import Catalogue
 from nafp_jax.evaluation import query_sets
+from nafp_jax.evaluation.journal import Journal
 from nafp_jax.fingerprinter import Fingerprinter
 from nafp_jax.identify import identify
 
@@ -68,28 +69,44 @@ def load_catalogue_tracks(cat: Catalogue) -> tuple[list[np.ndarray], list[str]]:
   return waves, hashes
 
 
+def _cell_rows(methods: Sequence[Method], tallies: dict[str, Tally],
+               condition: query_sets.Condition, length: float) -> list[dict]:
+  return [{"method": m.label, "condition": condition.kind, "snr_db": condition.snr_db,
+           "t60_s": condition.t60_s, "length_s": length, "queries": tallies[m.label].n,
+           "segment_hit_rate": tallies[m.label].segment_hits / max(tallies[m.label].n, 1),
+           "audio_hit_rate": tallies[m.label].audio_hits / max(tallies[m.label].n, 1)}
+          for m in methods]
+
+
 def run_protocol(methods: Sequence[Method], waves: list[np.ndarray], hashes: list[str], noise,
                  rirs_by_t60: dict[float, list[np.ndarray]],
                  conditions: Sequence[query_sets.Condition], lengths: Sequence[float],
                  count: int, seed: int = 0, phases: int = 10, backend: str = "auto",
-                 progress: bool = True) -> list[dict]:
-  """One row per (method, condition, length): counts and hit rates."""
+                 progress: bool = True, journal: Journal | None = None) -> list[dict]:
+  """One row per (method, condition, length): counts and hit rates.
+
+  With a journal, cells it already holds are taken from it and each newly
+  finished cell is recorded there, so an interrupted run resumes.
+  """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  tallies = {(m.label, c, l): Tally() for m in methods for c in conditions for l in lengths}
-  bar = tqdm(total=len(conditions) * len(lengths) * count, disable=not progress, unit="query")
-  for condition in conditions:
-    for length in lengths:
-      for q in query_sets.make_queries(waves, noise, rirs_by_t60, condition, length, count, seed):
-        for m in methods:
-          tallies[(m.label, condition, length)].add(
-              *_score(m, q.wave, hashes[q.track], q.start_s, phases, backend))
-        bar.update(1)
+  cells = [(c, l) for c in conditions for l in lengths]
+  done = {(c, l): journal.get(dataclasses.asdict(c), l) for c, l in cells} if journal else {}
+  todo = [cell for cell in cells if done.get(cell) is None]
+  if journal is not None and len(todo) < len(cells):
+    logging.warning("Resuming: %d of %d cells taken from %s", len(cells) - len(todo), len(cells),
+                    journal.path)
+  bar = tqdm(total=len(todo) * count, disable=not progress, unit="query")
+  for condition, length in todo:
+    tallies = {m.label: Tally() for m in methods}
+    for q in query_sets.make_queries(waves, noise, rirs_by_t60, condition, length, count, seed):
+      for m in methods:
+        tallies[m.label].add(*_score(m, q.wave, hashes[q.track], q.start_s, phases, backend))
+      bar.update(1)
+    done[(condition, length)] = _cell_rows(methods, tallies, condition, length)
+    if journal is not None:
+      journal.add(dataclasses.asdict(condition), length, done[(condition, length)])
   bar.close()
-  return [{"method": label, "condition": c.kind, "snr_db": c.snr_db, "t60_s": c.t60_s,
-           "length_s": length, "queries": t.n,
-           "segment_hit_rate": t.segment_hits / max(t.n, 1),
-           "audio_hit_rate": t.audio_hits / max(t.n, 1)}
-          for (label, c, length), t in tallies.items()]
+  return [row for m in methods for cell in cells for row in done[cell] if row["method"] == m.label]
 
 
 def read_truth(tsv: Path) -> list[tuple[str, str, float]]:
