@@ -32,6 +32,7 @@ import time
 
 from absl import app, flags
 import numpy as np
+import scipy.signal
 
 from nafp_jax.catalogue import FingerprintMatrix, quantize
 from nafp_jax.search.neighbors import ExactIndex, ScannIndex
@@ -46,6 +47,9 @@ flags.DEFINE_integer("batch", 32, "Queries per batch for the batched timing.")
 flags.DEFINE_float("noise", 0.9, "Query perturbation (std of added Gaussian per dim, x1/sqrt(d)).")
 flags.DEFINE_integer("k", 10, "Neighbours per query fingerprint.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_float("streamed_from_hours", 200, "Sizes from this many hours on are generated in "
+                   "chunks, stored as int8 and indexed with the chunked AH-only build (a float32 "
+                   "copy would not fit in memory); exact search runs over the int8 rows.")
 
 DIM, M, PHASES, TRACK_ROWS = 128, 41, 10, 2400  # 5 s queries, 4-minute simulated tracks
 ROWS_PER_HOUR = 36_000
@@ -55,18 +59,30 @@ def _unit(x):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def simulated_catalogue(rows: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  steps = rng.standard_normal((rows, DIM)).astype(np.float32)
-  matrix = np.empty_like(steps)
-  state = steps[0]
-  for i in range(rows):  # AR(1) drift: neighbours in time correlate ~0.8
-    state = 0.8 * state + 0.6 * steps[i] if i % TRACK_ROWS else steps[i]
-    matrix[i] = state
+def _ar1_tracks(steps: np.ndarray) -> np.ndarray:
+  """AR(1) drift along each TRACK_ROWS block: neighbours in time correlate ~0.8.
+
+  x_0 = s_0 and x_t = 0.8 x_(t-1) + 0.6 s_t (unit stationary variance).
+  """
+  out = np.empty_like(steps)
+  for lo in range(0, steps.shape[0], TRACK_ROWS):
+    block = steps[lo:lo + TRACK_ROWS].astype(np.float64)
+    zi = (0.8 * (0.5 * block[0]))[None, :]  # makes the first output equal s_0
+    out[lo:lo + TRACK_ROWS] = scipy.signal.lfilter([0.6], [1.0, -0.8], block, axis=0, zi=zi)[0]
+  return out
+
+
+def _track_layout(rows: int) -> tuple[np.ndarray, np.ndarray]:
   counts = np.full(rows // TRACK_ROWS, TRACK_ROWS)
   if rows % TRACK_ROWS:
     counts = np.append(counts, rows % TRACK_ROWS)
-  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-  return _unit(matrix).astype(np.float32), starts, counts
+  return np.concatenate([[0], np.cumsum(counts)[:-1]]), counts
+
+
+def simulated_catalogue(rows: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  steps = rng.standard_normal((rows, DIM)).astype(np.float32)
+  starts, counts = _track_layout(rows)
+  return _unit(_ar1_tracks(steps)).astype(np.float32), starts, counts
 
 
 def real_catalogue(path: str, rows: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -105,14 +121,16 @@ def make_queries(matrix, starts, counts, n, rng):
   offset = rng.integers(0, counts[track] - M + 1)
   truth = starts[track] + offset
   true_phase = rng.integers(0, PHASES, n)
-  sigma = FLAGS.noise / np.sqrt(DIM)
-  queries = []
-  for q in range(n):
-    base = matrix[truth[q]:truth[q] + M]
-    phases = [base + (sigma if p == true_phase[q] else 1.5 * sigma) *
-              rng.standard_normal(base.shape).astype(np.float32) for p in range(PHASES)]
-    queries.append(_unit(np.stack(phases)).astype(np.float32))
+  queries = [query_from_rows(matrix[truth[q]:truth[q] + M], true_phase[q], rng) for q in range(n)]
   return queries, truth
+
+
+def query_from_rows(base: np.ndarray, true_phase: int, rng) -> np.ndarray:
+  """[PHASES, M, d]: noisy copies of M catalogue rows, the true phase the least noisy."""
+  sigma = FLAGS.noise / np.sqrt(DIM)
+  phases = [base + (sigma if p == true_phase else 1.5 * sigma) *
+            rng.standard_normal(base.shape).astype(np.float32) for p in range(PHASES)]
+  return _unit(np.stack(phases)).astype(np.float32)
 
 
 def folder_bytes(index: ScannIndex) -> int:
@@ -177,14 +195,100 @@ def run_size(hours: float, rng) -> dict:
   return out
 
 
+def _time_search(index, mat, starts, counts, queries, truth, n, leaves=None, batched=True):
+  """(p50 ms, p95 ms, batched ms per query, hits list) of one-at-a-time searches."""
+  if leaves:
+    scann_index = index
+    index = type("WithLeaves", (), {"search": lambda self, q, k: scann_index.search(
+        q, k, leaves_to_search=leaves)})()
+  args = (index, mat, starts, counts)
+  kwargs = {}
+  subsequence_search(queries[0], *args, k=FLAGS.k, **kwargs)  # warm-up
+  latencies, hits = [], []
+  for q in range(n):
+    t0 = time.perf_counter()
+    best = subsequence_search(queries[q], *args, k=FLAGS.k, top=1, **kwargs)
+    latencies.append(time.perf_counter() - t0)
+    hits.append(bool(best) and best[0].start_row == truth[q])
+  per_query = float("nan")
+  if batched:
+    b = min(FLAGS.batch, n)
+    t0 = time.perf_counter()
+    for lo in range(0, n - b + 1, b):
+      subsequence_search_batch(queries[lo:lo + b], *args, k=FLAGS.k, top=1, **kwargs)
+    per_query = (time.perf_counter() - t0) / (b * (n // b)) * 1000
+  lat = np.array(latencies) * 1000
+  return np.percentile(lat, 50), np.percentile(lat, 95), per_query, hits
+
+
+def run_streamed_size(hours: float, rng) -> dict:
+  """A catalogue too large for float32 in memory, built the way a catalogue is: int8 rows,
+  the chunked AH-only ScaNN build; searched at the default and at twice the leaves."""
+  from nafp_jax.search.neighbors import tree_shape  # pylint: disable=g-import-not-at-top
+  rows = int(hours * ROWS_PER_HOUR)
+  starts, counts = _track_layout(rows)
+  print(f"\n== {hours:g} h = {rows:,} fingerprints in {len(counts)} tracks (simulated, generated "
+        f"in chunks and stored as int8: {rows * DIM / 1e9:.1f} GB; float32 would be "
+        f"{rows * DIM * 4 / 1e9:.1f} GB)")
+  n = FLAGS.queries
+  track = rng.integers(0, len(counts), n)
+  truth = starts[track] + rng.integers(0, counts[track] - M + 1)
+  true_phase = rng.integers(0, PHASES, n)
+  stored = np.empty((rows, DIM), np.int8)
+  queries = [None] * n
+  chunk = 150 * TRACK_ROWS
+  t0 = time.perf_counter()
+  for lo in range(0, rows, chunk):
+    block = _unit(_ar1_tracks(rng.standard_normal((min(chunk, rows - lo), DIM))
+                              .astype(np.float32))).astype(np.float32)
+    stored[lo:lo + block.shape[0]] = quantize(block, "int8")
+    for q in np.flatnonzero((truth >= lo) & (truth < lo + block.shape[0])):
+      queries[q] = query_from_rows(block[truth[q] - lo:truth[q] - lo + M], true_phase[q], rng)
+  mat = FingerprintMatrix(stored, "int8")
+  print(f"generated in {time.perf_counter() - t0:.0f} s")
+  t0 = time.perf_counter()
+  index = ScannIndex.build(mat, k=FLAGS.k, reorder=False)
+  build_s = time.perf_counter() - t0
+  leaves, searched = tree_shape(rows)
+  nbytes = stored.nbytes + folder_bytes(index)
+  print(f"ScaNN AH-only build from int8 rows, chunk by chunk: {build_s:.0f} s; {leaves} leaves, "
+        f"{searched} searched per query vector by default")
+  out = {"hours": hours, "rows": rows}
+  print(f"{'variant':22s} {'MB/hour':>8s} {'p50 ms':>7s} {'p95 ms':>7s} {'batched ms/q':>12s} "
+        f"{'hit %':>6s} {'hit % (first ' + str(FLAGS.exact_queries) + ')':>18s}")
+  for name, leaves_override in (("scann-ah/i8", None), ("scann-ah/i8 2x leaves", 2 * searched)):
+    p50, p95, per_query, hits = _time_search(index, mat, starts, counts, queries, truth, n,
+                                             leaves_override)
+    out[name] = dict(p50=p50, p95=p95, hit_first=100 * np.mean(hits[:FLAGS.exact_queries]))
+    print(f"{name:22s} {nbytes / hours / 1e6:8.2f} {p50:7.1f} {p95:7.1f} {per_query:12.1f} "
+          f"{100 * np.mean(hits):6.1f} {out[name]['hit_first']:18.1f}")
+  # Exact search over the same int8 rows (no float32 copy fits), all exact queries in one pass.
+  ne = FLAGS.exact_queries
+  t0 = time.perf_counter()
+  found = subsequence_search_batch(queries[:ne], ExactIndex(mat, chunk_rows=32_768), mat, starts,
+                                   counts, k=FLAGS.k, top=1)
+  exact_s = time.perf_counter() - t0
+  hits = [bool(b) and b[0].start_row == truth[q] for q, b in enumerate(found)]
+  out["exact/i8"] = dict(p50=exact_s / ne * 1000, hit_first=100 * np.mean(hits))
+  print(f"{'exact/i8 (batched)':22s} {stored.nbytes / hours / 1e6:8.2f} {'':7s} {'':7s} "
+        f"{exact_s / ne * 1000:12.1f} {100 * np.mean(hits):6.1f} {100 * np.mean(hits):18.1f}")
+  for name in ("scann-ah/i8", "scann-ah/i8 2x leaves"):
+    ratio = out[name]["hit_first"] / max(out["exact/i8"]["hit_first"], 1e-9)
+    print(f"  {name}: {100 * ratio:.1f} % of exact search's hit rate on the same queries")
+  return out
+
+
 def main(_):
   rng = np.random.default_rng(FLAGS.seed)
-  results = [run_size(float(h), rng) for h in FLAGS.hours]
+  results = [run_streamed_size(float(h), rng) if float(h) >= FLAGS.streamed_from_hours
+             else run_size(float(h), rng) for h in FLAGS.hours]
   if len(results) > 1:
     print("\n== growth of p50 latency with catalogue size (exponent of rows^a between sizes)")
     for name in ("exact", "scann/f32", "scann-ah/i8"):
       parts = []
       for a, b in zip(results, results[1:]):
+        if name not in a or name not in b:
+          continue
         e = np.log(b[name]["p50"] / a[name]["p50"]) / np.log(b["rows"] / a["rows"])
         parts.append(f"{a['hours']:g}->{b['hours']:g} h: a = {e:.2f}")
       print(f"  {name:12s} " + "; ".join(parts))

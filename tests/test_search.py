@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from nafp_jax.search.neighbors import ExactIndex, ScannIndex
+from nafp_jax.catalogue import FingerprintMatrix, quantize
+from nafp_jax.search.neighbors import ExactIndex, ScannIndex, tree_shape
 from nafp_jax.search.subsequence import subsequence_search, subsequence_search_batch
 
 
@@ -92,6 +93,30 @@ def test_scann_backend_agrees_with_exact(tmp_path):
   np.testing.assert_array_equal(rows[:, 0], np.arange(20))
   exact, _ = ExactIndex(matrix).search(q, 5)
   assert np.mean(rows == exact) > 0.95
+
+
+def test_chunked_scann_build_indexes_every_row_under_its_own_id(tmp_path):
+  rng = np.random.default_rng(11)
+  rows = 60_000  # above SCANN_MIN_ROWS: a tree + AH index
+  matrix = _unit(rng.standard_normal((rows, 16)))
+  int8 = FingerprintMatrix(quantize(matrix, "int8"), "int8")  # sliced to float32 chunk by chunk
+  picks = rng.choice(rows, 40, replace=False)
+  q = _unit(matrix[picks] + 0.05 * rng.standard_normal((40, 16)))
+  whole = ScannIndex.build(matrix, reorder=False)
+  chunked = ScannIndex.build(int8, reorder=False, chunk_rows=25_000)  # 3 chunks
+  chunked.save(tmp_path / "s")
+  for index in (chunked, ScannIndex.load(tmp_path / "s")):
+    rows_found, _ = index.search(q, 5, leaves_to_search=tree_shape(rows)[0])  # all leaves
+    np.testing.assert_array_equal(rows_found[:, 0], picks)
+  exact, _ = ExactIndex(matrix).search(q, 5)
+  agree = lambda index: np.mean(index.search(q, 5)[0][:, 0] == exact[:, 0])
+  assert agree(chunked) >= agree(whole) - 0.1
+
+
+def test_search_budget_caps_leaves_searched_on_large_catalogues():
+  assert tree_shape(360_000) == (600, 30)            # 10 h: 5 % of the leaves
+  leaves, searched = tree_shape(36_000_000)          # 1000 h: ~200k rows per query vector
+  assert leaves == 6000 and searched * 36_000_000 / leaves == pytest.approx(200_000, rel=0.05)
 
 
 def test_batched_search_equals_one_query_at_a_time():

@@ -2,15 +2,16 @@
 
 Fingerprints are L2-normalised, so inner product = cosine similarity.  The exact
 backend is a chunked matrix product (the oracle in tests and the default for
-small catalogues); ScaNN (tree + asymmetric hashing + exact re-ordering) takes
-over for large ones, with parameters chosen from the catalogue size.
+small catalogues); ScaNN (tree + asymmetric hashing, with exact re-ordering or
+AH-only) takes over for large ones, with parameters chosen from the catalogue
+size.  Large catalogues are indexed in chunks, so none is ever held as float32.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Protocol
 
 import numpy as np
 
@@ -51,6 +52,28 @@ class ExactIndex:
     return best_rows, best_scores
 
 
+# Catalogues larger than this are indexed chunk by chunk (never all rows as float32 at once).
+STREAM_CHUNK_ROWS = 1_000_000
+# Rows the tree and AH codebooks are trained on.
+TRAINING_SAMPLE_ROWS = 250_000
+# Query-time cost bound: AH-score about this many rows per query vector (≥ 10 leaves, ≤ 5 %).
+SEARCH_BUDGET_ROWS = 200_000
+
+
+def tree_shape(rows: int) -> tuple[int, int]:
+  """(num_leaves, num_leaves_to_search) for a catalogue of `rows` fingerprints.
+
+  ~sqrt(n) leaves; search 5 % of them, but no more leaves than score about
+  SEARCH_BUDGET_ROWS rows per query vector, so that per-query cost stops growing
+  with the catalogue once it passes ~110 h (benchmarks/search_latency.py measures
+  the hit rate this keeps against exact search at 1000 h).
+  """
+  leaves = int(np.clip(np.sqrt(rows), 100, 20_000))
+  per_leaf = rows / leaves
+  budget = int(round(SEARCH_BUDGET_ROWS / per_leaf))
+  return leaves, int(np.clip(budget, 10, max(10, leaves // 20)))
+
+
 class ScannIndex:
   """A ScaNN searcher over the catalogue rows (built, saved and loaded here)."""
 
@@ -58,26 +81,62 @@ class ScannIndex:
     self._searcher = searcher
 
   @staticmethod
-  def build(matrix: np.ndarray, k: int = 20, reorder: bool = True) -> "ScannIndex":
-    """Tree with ~sqrt(n) leaves, AH scoring (2 dims/block), exact re-ordering.
-
-    `reorder=False` keeps only the AH codes (~16x smaller than float32 rows) and
-    returns AH-approximate scores: the smallest index, at some cost in recall.
-    """
+  def _builder(data: np.ndarray, rows: int, k: int, reorder: bool):
     import scann  # pylint: disable=g-import-not-at-top
-    data = np.ascontiguousarray(matrix, np.float32)
-    n = data.shape[0]
     builder = scann.scann_ops_pybind.builder(data, k, "dot_product")
-    if n >= SCANN_MIN_ROWS:
-      leaves = int(np.clip(np.sqrt(n), 100, 20_000))
-      builder = builder.tree(num_leaves=leaves, num_leaves_to_search=max(10, leaves // 20),
-                             training_sample_size=min(n, 250_000))
-      builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2)
-      if reorder:
-        builder = builder.reorder(max(10 * k, 200))
-    else:
-      builder = builder.score_brute_force()
-    return ScannIndex(builder.build())
+    if rows < SCANN_MIN_ROWS:
+      return builder.score_brute_force()
+    leaves, to_search = tree_shape(rows)
+    builder = builder.tree(num_leaves=leaves, num_leaves_to_search=to_search,
+                           training_sample_size=min(data.shape[0], TRAINING_SAMPLE_ROWS))
+    builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2)
+    return builder.reorder(max(10 * k, 200)) if reorder else builder
+
+  @staticmethod
+  def build(matrix, k: int = 20, reorder: bool = True,
+            chunk_rows: int = STREAM_CHUNK_ROWS) -> "ScannIndex":
+    """Tree with ~sqrt(n) leaves, AH scoring (2 dims/block), optional exact re-ordering.
+
+    `matrix` is [n, d] float32 rows or anything sliced to them (a `FingerprintMatrix`
+    over a memory-mapped int8 file).  `reorder=False` keeps only the AH codes (~16x
+    smaller than float32 rows) and returns AH-approximate scores: the smallest index.
+    Above `chunk_rows` rows the index is trained on a sample and filled chunk by
+    chunk (`build_streaming`), so memory stays ~ one chunk of float32 + the index.
+    """
+    n = matrix.shape[0]
+    if n <= chunk_rows:
+      data = np.ascontiguousarray(matrix[:], np.float32)
+      return ScannIndex(ScannIndex._builder(data, n, k, reorder).build())
+    rng = np.random.default_rng(0)
+    sample = np.asarray(matrix[np.sort(rng.choice(n, min(n, TRAINING_SAMPLE_ROWS), replace=False))],
+                        np.float32)
+    chunks = (matrix[lo:lo + chunk_rows] for lo in range(0, n, chunk_rows))
+    return ScannIndex.build_streaming(sample, chunks, n, k, reorder)
+
+  @staticmethod
+  def build_streaming(sample: np.ndarray, chunks: Iterable[np.ndarray], rows: int,
+                      k: int = 20, reorder: bool = True) -> "ScannIndex":
+    """Train on `sample` (rows drawn from the whole catalogue), then add `chunks` in order.
+
+    The chunks together are the catalogue's `rows` rows; row i of their
+    concatenation is neighbour id i.  The tree shape is chosen for `rows`.
+    """
+    if rows < SCANN_MIN_ROWS:
+      raise ValueError(f"streaming build is for large catalogues, not {rows} rows")
+    searcher = ScannIndex._builder(np.ascontiguousarray(sample, np.float32), rows, k,
+                                   reorder).build()
+    # The training rows were indexed as ids 0..S-1: remove them, then add the catalogue in order.
+    searcher.searcher.delete(list(range(sample.shape[0] - 1, -1, -1)))
+    searcher.reserve(rows)
+    added = 0
+    for chunk in chunks:
+      chunk = np.ascontiguousarray(chunk, np.float32)
+      searcher.searcher.upsert([None] * chunk.shape[0], chunk, 4096)
+      added += chunk.shape[0]
+    if added != rows or searcher.size() != rows:
+      raise ValueError(f"streaming build got {added} rows (index holds {searcher.size()}), "
+                       f"expected {rows}")
+    return ScannIndex(searcher)
 
   def save(self, folder: str | os.PathLike) -> None:
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -89,10 +148,12 @@ class ScannIndex:
     import scann  # pylint: disable=g-import-not-at-top
     return ScannIndex(scann.scann_ops_pybind.load_searcher(str(folder)))
 
-  def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  def search(self, queries: np.ndarray, k: int,
+             leaves_to_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows per query; `leaves_to_search` overrides the built-in count (benchmarks)."""
     queries = np.asarray(queries, np.float32)
     # Many rows at once (batched queries): spread them over the cores.
     search = (self._searcher.search_batched_parallel if queries.shape[0] >= 256
               else self._searcher.search_batched)
-    rows, scores = search(queries, final_num_neighbors=k)
+    rows, scores = search(queries, final_num_neighbors=k, leaves_to_search=leaves_to_search)
     return rows.astype(np.int64), scores.astype(np.float32)
