@@ -98,19 +98,24 @@ def test_scann_backend_agrees_with_exact(tmp_path):
 def test_chunked_scann_build_indexes_every_row_under_its_own_id(tmp_path):
   rng = np.random.default_rng(11)
   rows = 60_000  # above SCANN_MIN_ROWS: a tree + AH index
-  matrix = _unit(rng.standard_normal((rows, 16)))
-  int8 = FingerprintMatrix(quantize(matrix, "int8"), "int8")  # sliced to float32 chunk by chunk
+  int8 = FingerprintMatrix(quantize(_unit(rng.standard_normal((rows, 16))), "int8"), "int8")
+  matrix = int8[:]  # the rows as the index sees them (int8 sliced to float32 chunk by chunk)
   picks = rng.choice(rows, 40, replace=False)
-  q = _unit(matrix[picks] + 0.05 * rng.standard_normal((40, 16)))
-  whole = ScannIndex.build(matrix, reorder=False)
-  chunked = ScannIndex.build(int8, reorder=False, chunk_rows=25_000)  # 3 chunks
+  # With exact re-ordering over all leaves, each row's own vector must come back as its id.
+  chunked = ScannIndex.build(int8, whole_build_max_rows=25_000, chunk_rows=25_000)  # 3 chunks
   chunked.save(tmp_path / "s")
   for index in (chunked, ScannIndex.load(tmp_path / "s")):
-    rows_found, _ = index.search(q, 5, leaves_to_search=tree_shape(rows)[0])  # all leaves
-    np.testing.assert_array_equal(rows_found[:, 0], picks)
-  exact, _ = ExactIndex(matrix).search(q, 5)
-  agree = lambda index: np.mean(index.search(q, 5)[0][:, 0] == exact[:, 0])
-  assert agree(chunked) >= agree(whole) - 0.1
+    found, _ = index.search(matrix[picks], 1, leaves_to_search=tree_shape(rows)[0])
+    np.testing.assert_array_equal(found[:, 0], picks)
+  # AH only: about as close to exact search as an index built in one go (AH on 16-d random
+  # vectors is coarse, and ScaNN's training is not bit-reproducible, hence the margin).
+  q = _unit(matrix[picks] + 0.05 * rng.standard_normal((40, 16)))
+  exact, _ = ExactIndex(matrix).search(q, 1)
+  agree = lambda index: np.mean(index.search(q, 1)[0][:, 0] == exact[:, 0])
+  whole_ah = ScannIndex.build(matrix, reorder=False)
+  chunked_ah = ScannIndex.build(int8, reorder=False, whole_build_max_rows=25_000,
+                                chunk_rows=25_000)
+  assert agree(chunked_ah) >= agree(whole_ah) - 0.2
 
 
 def test_search_budget_caps_leaves_searched_on_large_catalogues():

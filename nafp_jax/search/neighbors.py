@@ -52,7 +52,9 @@ class ExactIndex:
     return best_rows, best_scores
 
 
-# Catalogues larger than this are indexed chunk by chunk (never all rows as float32 at once).
+# Catalogues larger than this (~110 h, 2 GB as float32) are indexed chunk by chunk, never as
+# one float32 array; smaller ones in one build (about twice as fast: 53 vs 100 s at 100 h).
+WHOLE_BUILD_MAX_ROWS = 4_000_000
 STREAM_CHUNK_ROWS = 1_000_000
 # Rows the tree and AH codebooks are trained on.
 TRAINING_SAMPLE_ROWS = 250_000
@@ -94,17 +96,19 @@ class ScannIndex:
 
   @staticmethod
   def build(matrix, k: int = 20, reorder: bool = True,
+            whole_build_max_rows: int = WHOLE_BUILD_MAX_ROWS,
             chunk_rows: int = STREAM_CHUNK_ROWS) -> "ScannIndex":
     """Tree with ~sqrt(n) leaves, AH scoring (2 dims/block), optional exact re-ordering.
 
     `matrix` is [n, d] float32 rows or anything sliced to them (a `FingerprintMatrix`
     over a memory-mapped int8 file).  `reorder=False` keeps only the AH codes (~16x
     smaller than float32 rows) and returns AH-approximate scores: the smallest index.
-    Above `chunk_rows` rows the index is trained on a sample and filled chunk by
-    chunk (`build_streaming`), so memory stays ~ one chunk of float32 + the index.
+    Above `whole_build_max_rows` rows the index is trained on a sample and filled
+    `chunk_rows` at a time (`build_streaming`), so memory stays ~ one chunk of
+    float32 + the index.
     """
     n = matrix.shape[0]
-    if n <= chunk_rows:
+    if n <= whole_build_max_rows:
       data = np.ascontiguousarray(matrix[:], np.float32)
       return ScannIndex(ScannIndex._builder(data, n, k, reorder).build())
     rng = np.random.default_rng(0)
@@ -128,6 +132,9 @@ class ScannIndex:
     # The training rows were indexed as ids 0..S-1: remove them, then add the catalogue in order.
     searcher.searcher.delete(list(range(sample.shape[0] - 1, -1, -1)))
     searcher.reserve(rows)
+    # Adding rows runs on one thread unless given a pool: ~1.7x faster on 2 cores (ids still
+    # follow the order rows are added in: tests/test_search.py).
+    searcher.set_num_threads(os.cpu_count() or 1)
     added = 0
     for chunk in chunks:
       chunk = np.ascontiguousarray(chunk, np.float32)
