@@ -118,6 +118,23 @@ def test_chunked_scann_build_indexes_every_row_under_its_own_id(tmp_path):
   assert agree(chunked_ah) >= agree(whole_ah) - 0.2
 
 
+def test_large_int8_catalogue_is_indexed_in_chunks_and_found(tmp_path, monkeypatch):
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(neighbors, "WHOLE_BUILD_MAX_ROWS", 20_000)
+  monkeypatch.setattr(neighbors, "STREAM_CHUNK_ROWS", 20_000)
+  rng = np.random.default_rng(12)
+  tracks = [_unit(rng.standard_normal((n, 32))) for n in (30_000, 25_000, 5_000)]
+  cat = catalogue_lib.create(tmp_path / "cat", "m" * 40, "test", 32, storage="int8")
+  cat = catalogue_lib.update(cat, add=[({"name": f"t{i}", "path": f"t{i}.wav", "duration": 1.0,
+                                         "sha1": f"{i:040d}"}, t) for i, t in enumerate(tracks)])
+  assert not (cat.generation / "scann" / "dataset.npy").exists()  # AH codes only for int8
+  q = _unit(tracks[1][1000:1041] + 0.05 * rng.standard_normal((41, 32)))[None]
+  best = subsequence_search(q, cat.neighbor_index("scann"), cat.matrix, cat.starts, cat.counts,
+                            k=10, top=1)
+  assert best[0].start_row == 30_000 + 1000
+
+
 def test_search_budget_caps_leaves_searched_on_large_catalogues():
   assert tree_shape(360_000) == (600, 30)            # 10 h: 5 % of the leaves
   leaves, searched = tree_shape(36_000_000)          # 1000 h: ~200k rows per query vector

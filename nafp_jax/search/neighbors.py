@@ -108,7 +108,7 @@ class ScannIndex:
     float32 + the index.
     """
     n = matrix.shape[0]
-    if n <= whole_build_max_rows:
+    if n <= whole_build_max_rows or n < SCANN_MIN_ROWS:
       data = np.ascontiguousarray(matrix[:], np.float32)
       return ScannIndex(ScannIndex._builder(data, n, k, reorder).build())
     rng = np.random.default_rng(0)
