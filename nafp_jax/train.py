@@ -164,7 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   host_batch = config.batch_size // jax.process_count()
 
   # On CPU, convs on tiny maps run as im2col + matmul (same function and parameters,
-  # 1.3x the segments/s for `small`, 5.5x for `paper`: benchmarks/train_throughput.py
+  # 1.4x the segments/s for `small`, 5.5x for `paper`: benchmarks/train_throughput.py
   # --compare_plain).
   model = create_model(config.model,
                        im2col_max_positions=im2col_max_positions_for(jax.default_backend()))

@@ -28,10 +28,12 @@ class SpectralTemporalAttention(nn.Module):
     w_spect = self.param("w_spect", init, (t, c), jnp.float32)
     w_temp = self.param("w_temp", init, (f, c), jnp.float32)
     xs = x.astype(self.dtype)
-    # [B, F, C]: each frequency row of X_c projected on w_spect_c.
-    spect_logits = jnp.tanh(jnp.einsum("bftc,tc->bfc", xs, w_spect.astype(self.dtype)))
-    # [B, T, C]: each time column of X_c projected on w_temp_c.
-    temp_logits = jnp.tanh(jnp.einsum("bftc,fc->btc", xs, w_temp.astype(self.dtype)))
+    # [B, F, C]: each frequency row of X_c projected on w_spect_c; [B, T, C]: each time
+    # column of X_c projected on w_temp_c.  Written as multiply-and-reduce, not einsum: as a
+    # dot with C as batch dimension XLA transposes the whole activation to [C, T, B*F] first
+    # (on CPU those copies were a quarter of the paper encoder's time).
+    spect_logits = jnp.tanh(jnp.sum(xs * w_spect.astype(self.dtype)[None, None], axis=2))
+    temp_logits = jnp.tanh(jnp.sum(xs * w_temp.astype(self.dtype)[None, :, None], axis=1))
     a_spect = jax.nn.softmax(spect_logits.astype(jnp.float32), axis=1)
     a_temp = jax.nn.softmax(temp_logits.astype(jnp.float32), axis=1)
     mask = self.scale * a_spect[:, :, None, :] * a_temp[:, None, :, :]
