@@ -91,8 +91,9 @@ def test_sharded_train_step_equals_single_device():
                            jax.device_put(data, sharding.batch_sharded(mesh)))
     results.append(jax.device_get(((new_state.params, new_state.batch_stats), metrics)))
   (ref, m1), (sharded, m8), (reordered, _) = results
-  # Local-only negatives or per-shard BatchNorm would change the loss itself.
-  np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5)
+  # Local-only negatives or per-shard BatchNorm would change the loss itself (by far more than
+  # float32 summation order does here: ~2e-5 relative).
+  np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-4)
   np.testing.assert_allclose(m8["grad_norm"], m1["grad_norm"], rtol=1e-3)
 
   def worst_relative_difference(a, b):
