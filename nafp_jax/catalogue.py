@@ -213,6 +213,19 @@ def _publish(root: Path, tmp: Path, number: int) -> None:
     shutil.rmtree(stale, ignore_errors=True)
 
 
+def _link_tree(source: Path, target: Path) -> None:
+  """Hard-link a file or a folder's files (copy where links are not possible)."""
+  if source.is_dir():
+    target.mkdir()
+    for child in source.iterdir():
+      _link_tree(child, target / child.name)
+    return
+  try:
+    os.link(source, target)
+  except OSError:
+    shutil.copy2(source, target)
+
+
 def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[TrackRecord],
                      old_matrix: FingerprintMatrix | None,
                      new: Iterable[tuple[dict, np.ndarray]], previous_db: Path | None) -> None:
@@ -242,6 +255,7 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
       with con:
         con.execute("UPDATE tracks SET first_row = ? WHERE id = ?", (row, t.id))
       row += t.row_count
+    added = 0
     for fields, fingerprints in new:
       if fingerprints.shape[1:] != (dim,):
         raise ValueError(f"fingerprints of dim {fingerprints.shape[1:]} for a {dim}-d catalogue")
@@ -253,9 +267,18 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
                      int(fingerprints.shape[0]), fields["sha1"],
                      datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
       row += fingerprints.shape[0]
+      added += 1
     num_tracks = con.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
     con.close()
-    if row:
+    unchanged = (previous_db is not None and old_matrix is not None and added == 0
+                 and row == old_matrix.shape[0])
+    if row and unchanged:
+      # Same rows as the live generation (a threshold change, nothing new to add): its
+      # immutable matrix and searcher are hard-linked, not rewritten and rebuilt.
+      _link_tree(previous_db.parent / "fingerprints.npy", tmp / "fingerprints.npy")
+      _link_tree(previous_db.parent / "scann", tmp / "scann")
+      del parts
+    elif row:
       # Parts go straight into the file (no in-memory copy of the whole matrix), and the
       # searcher is built from that file chunk by chunk (never all rows as float32).
       out = np.lib.format.open_memmap(tmp / "fingerprints.npy", mode="w+",
