@@ -168,46 +168,36 @@ def run_size(hours: float, rng) -> dict:
         f"{'hit %':>6s} {'hit % (first ' + str(FLAGS.exact_queries) + ')':>18s}")
   for name, index, mat, nbytes in variants:
     n = FLAGS.exact_queries if name == "exact" else FLAGS.queries
-    args = (index, mat, starts, counts)
-    subsequence_search(queries[0], *args, k=FLAGS.k)  # warm-up
-    latencies, hits = [], []
-    for q in range(n):
-      t0 = time.perf_counter()
-      best = subsequence_search(queries[q], *args, k=FLAGS.k, top=1)
-      latencies.append(time.perf_counter() - t0)
-      hits.append(bool(best) and best[0].start_row == truth[q])
-    batched = float("nan")
-    if name != "exact":
-      b = min(FLAGS.batch, n)
-      t0 = time.perf_counter()
-      for lo in range(0, n - b + 1, b):
-        subsequence_search_batch(queries[lo:lo + b], *args, k=FLAGS.k, top=1)
-      batched = (time.perf_counter() - t0) / (b * (n // b)) * 1000
-    lat = np.array(latencies) * 1000
+    p50, p95, batched, hits = _time_search(index, mat, starts, counts, queries, truth, n,
+                                           batched=name != "exact")
     hit, hit_first = 100 * np.mean(hits), 100 * np.mean(hits[:FLAGS.exact_queries])
-    out[name] = dict(p50=np.percentile(lat, 50), p95=np.percentile(lat, 95), hit_first=hit_first,
-                     mb_per_hour=nbytes / hours / 1e6)
-    print(f"{name:12s} {nbytes / hours / 1e6:8.2f} {np.percentile(lat, 50):7.1f} "
-          f"{np.percentile(lat, 95):7.1f} {batched:12.1f} {hit:6.1f} {hit_first:18.1f}")
+    out[name] = dict(p50=p50, p95=p95, hit_first=hit_first, mb_per_hour=nbytes / hours / 1e6)
+    print(f"{name:12s} {nbytes / hours / 1e6:8.2f} {p50:7.1f} {p95:7.1f} {batched:12.1f} "
+          f"{hit:6.1f} {hit_first:18.1f}")
   for name in ("scann/f32", "scann/f16", "scann-ah/i8"):
     ratio = out[name]["hit_first"] / max(out["exact"]["hit_first"], 1e-9)
     print(f"  {name}: {100 * ratio:.1f} % of exact search's hit rate on the same queries")
   return out
 
 
+class _FixedLeaves:
+  """A ScaNN index searched with a given number of leaves instead of its built-in one."""
+
+  def __init__(self, index: ScannIndex, leaves: int):
+    self.index, self.leaves = index, leaves
+
+  def search(self, queries: np.ndarray, k: int):
+    return self.index.search(queries, k, leaves_to_search=self.leaves)
+
+
 def _time_search(index, mat, starts, counts, queries, truth, n, leaves=None, batched=True):
-  """(p50 ms, p95 ms, batched ms per query, hits list) of one-at-a-time searches."""
-  if leaves:
-    scann_index = index
-    index = type("WithLeaves", (), {"search": lambda self, q, k: scann_index.search(
-        q, k, leaves_to_search=leaves)})()
-  args = (index, mat, starts, counts)
-  kwargs = {}
-  subsequence_search(queries[0], *args, k=FLAGS.k, **kwargs)  # warm-up
+  """(p50 ms, p95 ms, batched ms per query, hits) of n one-at-a-time searches (+ batched)."""
+  args = (_FixedLeaves(index, leaves) if leaves else index, mat, starts, counts)
+  subsequence_search(queries[0], *args, k=FLAGS.k)  # warm-up
   latencies, hits = [], []
   for q in range(n):
     t0 = time.perf_counter()
-    best = subsequence_search(queries[q], *args, k=FLAGS.k, top=1, **kwargs)
+    best = subsequence_search(queries[q], *args, k=FLAGS.k, top=1)
     latencies.append(time.perf_counter() - t0)
     hits.append(bool(best) and best[0].start_row == truth[q])
   per_query = float("nan")
@@ -215,7 +205,7 @@ def _time_search(index, mat, starts, counts, queries, truth, n, leaves=None, bat
     b = min(FLAGS.batch, n)
     t0 = time.perf_counter()
     for lo in range(0, n - b + 1, b):
-      subsequence_search_batch(queries[lo:lo + b], *args, k=FLAGS.k, top=1, **kwargs)
+      subsequence_search_batch(queries[lo:lo + b], *args, k=FLAGS.k, top=1)
     per_query = (time.perf_counter() - t0) / (b * (n // b)) * 1000
   lat = np.array(latencies) * 1000
   return np.percentile(lat, 50), np.percentile(lat, 95), per_query, hits
@@ -224,7 +214,7 @@ def _time_search(index, mat, starts, counts, queries, truth, n, leaves=None, bat
 def run_streamed_size(hours: float, rng) -> dict:
   """A catalogue too large for float32 in memory, built the way a catalogue is: int8 rows,
   the chunked AH-only ScaNN build; searched at the default and at twice the leaves."""
-  from nafp_jax.search.neighbors import tree_shape  # pylint: disable=g-import-not-at-top
+  from nafp_jax.search.neighbors import WHOLE_BUILD_MAX_ROWS, tree_shape  # pylint: disable=g-import-not-at-top
   rows = int(hours * ROWS_PER_HOUR)
   starts, counts = _track_layout(rows)
   print(f"\n== {hours:g} h = {rows:,} fingerprints in {len(counts)} tracks (simulated, generated "
@@ -251,7 +241,8 @@ def run_streamed_size(hours: float, rng) -> dict:
   build_s = time.perf_counter() - t0
   leaves, searched = tree_shape(rows)
   nbytes = stored.nbytes + folder_bytes(index)
-  print(f"ScaNN AH-only build from int8 rows, chunk by chunk: {build_s:.0f} s; {leaves} leaves, "
+  how = "chunk by chunk" if rows > WHOLE_BUILD_MAX_ROWS else "in one piece (small enough)"
+  print(f"ScaNN AH-only build from int8 rows, {how}: {build_s:.0f} s; {leaves} leaves, "
         f"{searched} searched per query vector by default")
   out = {"hours": hours, "rows": rows}
   print(f"{'variant':22s} {'MB/hour':>8s} {'p50 ms':>7s} {'p95 ms':>7s} {'batched ms/q':>12s} "

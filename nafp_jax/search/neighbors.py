@@ -112,8 +112,8 @@ class ScannIndex:
       data = np.ascontiguousarray(matrix[:], np.float32)
       return ScannIndex(ScannIndex._builder(data, n, k, reorder).build())
     rng = np.random.default_rng(0)
-    sample = np.asarray(matrix[np.sort(rng.choice(n, min(n, TRAINING_SAMPLE_ROWS), replace=False))],
-                        np.float32)
+    picks = np.sort(rng.choice(n, min(n, TRAINING_SAMPLE_ROWS), replace=False))
+    sample = np.asarray(matrix[picks], np.float32)
     chunks = (matrix[lo:lo + chunk_rows] for lo in range(0, n, chunk_rows))
     return ScannIndex.build_streaming(sample, chunks, n, k, reorder)
 
@@ -132,8 +132,8 @@ class ScannIndex:
     # The training rows were indexed as ids 0..S-1: remove them, then add the catalogue in order.
     searcher.searcher.delete(list(range(sample.shape[0] - 1, -1, -1)))
     searcher.reserve(rows)
-    # Adding rows runs on one thread unless given a pool: ~1.7x faster on 2 cores (ids still
-    # follow the order rows are added in: tests/test_search.py).
+    # Adding rows runs on one thread unless given a pool (ids still follow the order rows are
+    # added in: tests/test_search.py).
     searcher.set_num_threads(os.cpu_count() or 1)
     added = 0
     for chunk in chunks:

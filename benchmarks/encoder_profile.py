@@ -1,0 +1,68 @@
+"""Where an encoder's CPU time goes: the slowest XLA ops of one forward pass.
+
+  XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0 \\
+    python benchmarks/encoder_profile.py --config configs/paper.py --batch 8
+
+Times the jitted inference forward pass (im2col lowering as `Fingerprinter` uses
+on CPU), then records `--steps` passes with `jax.profiler` and prints the ops
+with the most time per pass (fusions, convolutions, copies), so layout copies or
+slow kernels show up by name and share.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import tempfile
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", "configs/paper.py", "Config whose encoder to profile.")
+flags.DEFINE_integer("batch", 8, "Segments per forward pass.")
+flags.DEFINE_integer("steps", 5, "Profiled passes.")
+flags.DEFINE_integer("top", 15, "Ops to print.")
+
+
+def main(_):
+  from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models.conv import im2col_max_positions_for  # pylint: disable=g-import-not-at-top
+  model = create_model(FLAGS.config.model,
+                       im2col_max_positions=im2col_max_positions_for(jax.default_backend()))
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((FLAGS.batch, 64, 96, 1)) * 20 - 40,
+                  jnp.float32)
+  variables = model.init(jax.random.PRNGKey(0), x)
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  forward(variables, x).block_until_ready()
+  t0 = time.perf_counter()
+  for _ in range(FLAGS.steps):
+    forward(variables, x).block_until_ready()
+  per_pass_ms = (time.perf_counter() - t0) / FLAGS.steps * 1000
+  with tempfile.TemporaryDirectory() as folder:
+    with jax.profiler.trace(folder):
+      for _ in range(FLAGS.steps):
+        forward(variables, x).block_until_ready()
+    trace = glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)[0]
+    events = json.load(gzip.open(trace))["traceEvents"]
+  total = collections.Counter()
+  for e in events:
+    name = e.get("name", "")
+    if e.get("ph") == "X" and "dur" in e and "fusion" in name or name.startswith(("copy", "conv")):
+      total[name] += e.get("dur", 0)
+  print(f"{FLAGS.config.model.name}{tuple(FLAGS.config.model.widths)} batch {FLAGS.batch}: "
+        f"{per_pass_ms:.1f} ms per forward pass")
+  copies = sum(us for name, us in total.items() if name.startswith("copy"))
+  print(f"copy/transpose fusions: {copies / FLAGS.steps / 1000:.1f} ms per pass")
+  for name, us in total.most_common(FLAGS.top):
+    print(f"  {us / FLAGS.steps / 1000:8.2f} ms  {name}")
+
+
+if __name__ == "__main__":
+  app.run(main)
