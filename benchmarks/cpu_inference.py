@@ -11,7 +11,7 @@ layout it measures, in one run on this machine's CPU:
   * the dense matmul FLOP/s (2048x2048 float32) — the roofline;
   * model FLOPs per segment (XLA's cost analysis of the plain forward pass);
   * segments/s of the plain lowering (XLA convolutions, batch 64) and of the
-    fast path (im2col for tiny maps) at several batch sizes, plus bfloat16;
+    fast path (CPU conv lowering: im2col on tiny maps, taps for few channels) at several batch sizes, plus bfloat16;
   * segments/s of the same conv stack with the same variables in TensorFlow
     (oneDNN), after checking that it gives the same embeddings;
   * end to end: `Fingerprinter.track_fingerprints` on 60 s of audio (log-mel
@@ -113,6 +113,7 @@ def main(_):
   from nafp_jax.encoder_bundle import EncoderBundle  # pylint: disable=g-import-not-at-top
   from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models import conv  # pylint: disable=g-import-not-at-top
 
   peak = matmul_flops()
   summary = {}
@@ -136,15 +137,15 @@ def main(_):
     rates = {}
     rates["plain"] = encoder_rate(plain, variables, 64)
     row("jax plain (xla conv)", 64, rates["plain"])
-    fast = create_model(config.model, im2col_max_positions=8)
+    fast = create_model(config.model, lowering=conv.CPU)
     best_fast = (0.0, 0)
     for b in map(int, FLAGS.batches):
       r = encoder_rate(fast, variables, b)
-      row("jax fast (im2col on tiny maps)", b, r)
+      row("jax fast (CPU conv lowering)", b, r)
       best_fast = max(best_fast, (r, b))
     bf16_config = config.model.copy_and_resolve_references()
     bf16_config.dtype = "bfloat16"
-    fast_bf16 = create_model(bf16_config, im2col_max_positions=8)
+    fast_bf16 = create_model(bf16_config, lowering=conv.CPU)
     r_bf16 = encoder_rate(fast_bf16, variables, best_fast[1])
     row("jax fast, bfloat16", best_fast[1], r_bf16)
     e32 = fast.apply(variables, x_probe)

@@ -3,8 +3,8 @@
   XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0 \\
     python benchmarks/encoder_profile.py --config configs/paper.py --batch 8
 
-Times the jitted inference forward pass (im2col lowering as `Fingerprinter` uses
-on CPU), then records `--steps` passes with `jax.profiler` and prints the ops
+Times the jitted inference forward pass (the conv lowering `Fingerprinter` uses
+on this platform), then records `--steps` passes with `jax.profiler` and prints the ops
 with the most time per pass (fusions, convolutions, copies), so layout copies or
 slow kernels show up by name and share.
 """
@@ -33,9 +33,9 @@ flags.DEFINE_integer("top", 15, "Ops to print.")
 
 def main(_):
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
-  from nafp_jax.models.conv import im2col_max_positions_for  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models.conv import lowering_for  # pylint: disable=g-import-not-at-top
   model = create_model(FLAGS.config.model,
-                       im2col_max_positions=im2col_max_positions_for(jax.default_backend()))
+                       lowering=lowering_for(jax.default_backend()))
   x = jnp.asarray(np.random.default_rng(0).standard_normal((FLAGS.batch, 64, 96, 1)) * 20 - 40,
                   jnp.float32)
   variables = model.init(jax.random.PRNGKey(0), x)

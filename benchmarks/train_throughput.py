@@ -5,8 +5,9 @@
 Times the jitted train step alone (front end + encoder + NT-Xent + optimizer) on
 random waveforms, after one compile-and-warm-up step, and prints segments/s
 (2 per pair).  With --pipeline it also times the tf.data pair pipeline of the
-config on its own (pairs/s) and prints the pipeline/step ratio.  With --compare_plain it also times the same
-step with plain XLA convolutions (no im2col) in the same process and prints the ratio.
+config on its own (pairs/s) and prints the pipeline/step ratio.  With
+--compare_plain it also times the same step with plain XLA convolutions in the
+same process and prints the ratio.
 """
 
 from __future__ import annotations
@@ -24,17 +25,17 @@ config_flags.DEFINE_config_file("config", "configs/small.py", "Config to benchma
 flags.DEFINE_integer("batch", 0, "Pairs per step (0 = the config's batch_size).")
 flags.DEFINE_integer("steps", 10, "Timed steps.")
 flags.DEFINE_bool("pipeline", False, "Also time the input pipeline alone.")
-flags.DEFINE_integer("im2col", -1, "im2col_max_positions for the step (-1 = the trainer's "
-                     "choice for this platform, 0 = plain XLA convolutions).")
-flags.DEFINE_bool("compare_plain", False, "Also time the step with plain XLA convolutions "
-                  "(im2col 0), alternating with the chosen lowering, and print the ratio.")
+flags.DEFINE_bool("plain_convs", False, "Time XLA's convolutions everywhere instead of the "
+                  "trainer's conv lowering for this platform (models/conv.py).")
+flags.DEFINE_bool("compare_plain", False, "Also time the step with plain XLA convolutions, "
+                  "alternating with the chosen lowering, and print the ratio.")
 
 
-def _timed_step(config, batch: int, im2col: int, mesh):
+def _timed_step(config, batch: int, lowering, mesh):
   """Returns (compile_s, run) where run(steps) times `steps` train steps in seconds."""
   from nafp_jax import frontend, optimizers, sharding, train  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
-  model = create_model(config.model, im2col_max_positions=im2col)
+  model = create_model(config.model, lowering=lowering)
   tx, schedule = optimizers.create_optimizer(config.optimizer, 1000)
   state = train.create_train_state(model, tx, jax.random.PRNGKey(0), sharding.replicated(mesh))
   step = jax.jit(functools.partial(train.train_step, temperature=config.loss.temperature,
@@ -63,14 +64,15 @@ def _timed_step(config, batch: int, im2col: int, mesh):
 
 def main(_):
   from nafp_jax import sharding, train  # pylint: disable=g-import-not-at-top
-  from nafp_jax.models.conv import im2col_max_positions_for  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models import conv  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   batch = FLAGS.batch or config.batch_size
   mesh = sharding.create_mesh(config.mesh)
-  im2col = FLAGS.im2col if FLAGS.im2col >= 0 else im2col_max_positions_for(jax.default_backend())
+  chosen = (conv.PLAIN if FLAGS.plain_convs else
+            conv.lowering_for(jax.default_backend(), training=True))
   print(f"config={config.model.name}{tuple(config.model.widths)} batch={batch} pairs "
         f"devices={jax.device_count()} ({jax.devices()[0].platform}) dtype={config.model.dtype}")
-  lowerings = [im2col] + ([0] if FLAGS.compare_plain and im2col else [])
+  lowerings = [chosen] + ([conv.PLAIN] if FLAGS.compare_plain and chosen != conv.PLAIN else [])
   runs = {m: _timed_step(config, batch, m, mesh) for m in lowerings}
   # Alternate the lowerings in rounds so that machine noise falls on both alike.
   rounds = 3 if len(lowerings) > 1 else 1
@@ -82,11 +84,11 @@ def main(_):
   for m in lowerings:
     step_s = elapsed[m] / (rounds * FLAGS.steps)
     seg_s[m] = 2 * batch / step_s
-    print(f"im2col_max_positions={m}: compile+first step {runs[m][0]:.1f} s; "
+    print(f"{m}: compile+first step {runs[m][0]:.1f} s; "
           f"step {step_s * 1000:.0f} ms; train throughput {seg_s[m]:.1f} segments/s")
   if len(lowerings) > 1:
-    print(f"im2col/plain throughput ratio: {seg_s[im2col] / seg_s[0]:.2f}")
-  seg_s = seg_s[im2col]
+    print(f"chosen/plain throughput ratio: {seg_s[chosen] / seg_s[conv.PLAIN]:.2f}")
+  seg_s = seg_s[chosen]
   if FLAGS.pipeline:
     from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
     source, _ = train.create_pair_sources(config)

@@ -8,9 +8,9 @@ apart), so a query can be aligned to the 100 ms catalogue grid to within 10 ms.
 The log-mel of a waveform is computed once, in fixed-size chunks of frames (one
 compilation whatever the length), and the overlapping 96-frame windows are cut
 from it on the host; windows are embedded in batches of one fixed shape.  On
-CPU the encoder's convolutions on tiny maps are lowered to im2col + matmul
-(models/conv.py), which XLA runs ~100x faster there; the embeddings are the same
-up to float summation order (tests/test_fast_inference.py).
+CPU the encoder's convolutions on tiny maps are lowered to im2col + matmul and
+those with few channels to a sum over taps (models/conv.py), which XLA runs far
+faster there; the embeddings are the same up to float summation order (tests/test_fast_inference.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from nafp_jax import frontend, sharding
 from nafp_jax.encoder_bundle import EncoderBundle
 from nafp_jax.models import create_model
-from nafp_jax.models.conv import im2col_max_positions_for
+from nafp_jax.models.conv import ConvLowering, lowering_for
 
 # Frames of log-mel computed per front-end call (10 s of audio).
 MEL_CHUNK_FRAMES = 1000
@@ -42,17 +42,17 @@ class QueryTooShortError(ValueError):
 class Fingerprinter:
   """Embeds fingerprint windows of 16 kHz mono waveforms with one encoder.
 
-  `batch_size` and `im2col_max_positions` default to measured choices for the
-  platform (None); `im2col_max_positions=0` gives the plain XLA lowering.
+  `batch_size` and the conv `lowering` default to measured choices for the
+  platform (None); `lowering=models.conv.PLAIN` gives XLA's convolutions.
   """
 
   def __init__(self, bundle: EncoderBundle, batch_size: int | None = None,
-               im2col_max_positions: int | None = None):
+               lowering: ConvLowering | None = None):
     self.bundle = bundle
     on_cpu = jax.default_backend() == "cpu"
-    if im2col_max_positions is None:
-      im2col_max_positions = im2col_max_positions_for(jax.default_backend())
-    model = create_model(bundle.config.model, im2col_max_positions=im2col_max_positions)
+    if lowering is None:
+      lowering = lowering_for(jax.default_backend())
+    model = create_model(bundle.config.model, lowering=lowering)
     # This process's devices share each batch (data parallel); variables are replicated.
     # Other processes (multi-host export) fingerprint their own files independently.
     mesh = sharding.create_local_mesh()

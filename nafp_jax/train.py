@@ -26,7 +26,7 @@ import optax
 from nafp_jax import checkpointing, frontend, loss as loss_lib, optimizers, sharding
 from nafp_jax.metrics_logging import MetricsLogger
 from nafp_jax.models import create_model
-from nafp_jax.models.conv import im2col_max_positions_for
+from nafp_jax.models.conv import lowering_for
 
 
 class TrainState(train_state.TrainState):
@@ -163,11 +163,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                      f"({mesh.shape['data']} devices)")
   host_batch = config.batch_size // jax.process_count()
 
-  # On CPU, convs on tiny maps run as im2col + matmul (same function and parameters,
-  # 1.4x the segments/s for `small`, 5.5x for `paper`: benchmarks/train_throughput.py
-  # --compare_plain).
-  model = create_model(config.model,
-                       im2col_max_positions=im2col_max_positions_for(jax.default_backend()))
+  # On CPU, convs on tiny maps run as im2col + matmul (same function and parameters;
+  # benchmarks/train_throughput.py --compare_plain measures the gain).
+  model = create_model(config.model, lowering=lowering_for(jax.default_backend(), training=True))
   tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_train_steps)
   replicated = sharding.replicated(mesh)
   state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), replicated)

@@ -1,4 +1,4 @@
-"""The CPU fast path (im2col lowering, log-mel once per waveform) computes the plain function.
+"""The CPU fast path (im2col / taps conv lowerings, log-mel once per waveform) computes the plain function.
 
 Tolerances: a single conv agrees to 1e-5 of its output scale (float32 sums in a
 different order); whole encoders to 1e-4 absolute on L2-normalised embeddings.
@@ -14,7 +14,8 @@ from nafp_jax import cli, frontend
 from nafp_jax.encoder_bundle import load_encoder
 from nafp_jax.fingerprinter import Fingerprinter
 from nafp_jax.models import create_model
-from nafp_jax.models.conv import Conv2D
+from nafp_jax.models import conv
+from nafp_jax.models.conv import Conv2D, ConvLowering
 
 
 @pytest.mark.parametrize("kernel,strides,padding,shape", [
@@ -25,10 +26,15 @@ from nafp_jax.models.conv import Conv2D
     ((3, 1), (2, 1), "SAME", (2, 3, 1, 8)),
     ((1, 1), (2, 2), "VALID", (2, 4, 6, 5)),
 ])
-def test_im2col_conv_equals_xla_conv(kernel, strides, padding, shape):
+@pytest.mark.parametrize("lowering", [ConvLowering(im2col_max_positions=10_000),
+                                      ConvLowering(taps_max_kernel_weights=10_000,
+                                                   taps_max_out_channels=64)],
+                         ids=["im2col", "taps"])
+def test_conv_lowering_equals_xla_conv(kernel, strides, padding, shape, lowering):
   x = jax.random.normal(jax.random.PRNGKey(1), shape)
   plain = Conv2D(7, kernel, strides, padding, use_bias=True)
-  fast = Conv2D(7, kernel, strides, padding, use_bias=True, im2col_max_positions=10_000)
+  fast = Conv2D(7, kernel, strides, padding, use_bias=True, lowering=lowering)
+  assert lowering.choose(kernel + (shape[-1], 7), 1) != "xla"  # the lowering under test runs
   variables = plain.init(jax.random.PRNGKey(0), x)
   variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias too
   y0, y1 = plain.apply(variables, x), fast.apply(variables, x)
@@ -41,7 +47,7 @@ def test_im2col_conv_equals_xla_conv(kernel, strides, padding, shape):
 def test_encoder_fast_lowering_equals_plain(config):
   x = 20.0 * jax.random.normal(jax.random.PRNGKey(2), (3, 64, 96, 1)) - 40.0
   plain = create_model(config.model)
-  fast = create_model(config.model, im2col_max_positions=8)
+  fast = create_model(config.model, lowering=conv.CPU)
   variables = jax.jit(plain.init)(jax.random.PRNGKey(0), x)
   e0 = jax.jit(lambda v, x: plain.apply(v, x))(variables, x)
   e1 = jax.jit(lambda v, x: fast.apply(v, x))(variables, x)
@@ -55,7 +61,7 @@ def test_shipped_model_fast_fingerprinter_equals_plain_and_direct():
   rng = np.random.default_rng(3)
   wave = (0.1 * rng.standard_normal(16000 * 3)).astype(np.float32)
   fast = Fingerprinter(bundle)
-  plain = Fingerprinter(bundle, batch_size=8, im2col_max_positions=0)
+  plain = Fingerprinter(bundle, batch_size=8, lowering=conv.PLAIN)
   np.testing.assert_allclose(fast.log_mel(wave), np.asarray(frontend.log_mel(wave)),
                              atol=1e-3)
   f, p = fast.track_fingerprints(wave), plain.track_fingerprints(wave)
@@ -63,3 +69,17 @@ def test_shipped_model_fast_fingerprinter_equals_plain_and_direct():
   direct = bundle.model.apply(bundle.variables, windows, train=False)
   np.testing.assert_allclose(f, p, atol=1e-4)
   np.testing.assert_allclose(f, direct, atol=1e-4)
+
+
+def test_cpu_lowering_follows_the_measured_choices():
+  # benchmarks/conv_lowering.py: taps for the few-channel convs on full maps, im2col
+  # on tiny maps and 1x1 kernels, XLA's convolution elsewhere.
+  assert conv.CPU.choose((3, 3, 1, 8), 64 * 96) == "taps"
+  assert conv.CPU.choose((3, 3, 8, 8), 64 * 96) == "taps"
+  assert conv.CPU.choose((3, 3, 8, 16), 32 * 48) == "xla"
+  assert conv.CPU.choose((3, 3, 1, 32), 64 * 96) == "xla"
+  assert conv.CPU.choose((3, 3, 32, 32), 64 * 96) == "xla"
+  assert conv.CPU.choose((1, 1, 32, 64), 32 * 48) == "im2col"
+  assert conv.CPU.choose((3, 3, 1024, 1024), 2 * 3) == "im2col"
+  assert conv.lowering_for("gpu") == conv.PLAIN
+  assert conv.lowering_for("cpu", training=True).taps_max_kernel_weights == 0

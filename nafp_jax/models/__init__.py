@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from nafp_jax.models.conv import PLAIN, ConvLowering
 from nafp_jax.models.encoder import AttentionEncoder
 from nafp_jax.models.nafp import NafpEncoder
 
@@ -15,10 +16,10 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.floa
 
 
 def create_model(model_config: ml_collections.ConfigDict,
-                 im2col_max_positions: int = 0) -> nn.Module:
+                 lowering: ConvLowering = PLAIN) -> nn.Module:
   """Build the encoder named by `model_config.name` ('attention' or 'nafp').
 
-  `im2col_max_positions` picks how convolutions are lowered (models/conv.py): it
+  `lowering` picks how convolutions are lowered (models/conv.py): it
   changes speed, not the function or the parameters, so it is not in the config.
   """
   dtype = _DTYPES[model_config.get("dtype", "float32")]
@@ -28,14 +29,14 @@ def create_model(model_config: ml_collections.ConfigDict,
                             head_hidden=model_config.head_hidden,
                             attention_scale=model_config.attention_scale,
                             dropout_rate=model_config.get("dropout_rate", 0.0),
-                            dtype=dtype, im2col_max_positions=im2col_max_positions)
+                            dtype=dtype, lowering=lowering)
   if model_config.name == "nafp":
     return NafpEncoder(widths=tuple(model_config.widths),
                        strides_f=tuple(model_config.strides_f),
                        strides_t=tuple(model_config.strides_t),
                        embedding_dim=model_config.embedding_dim,
                        head_hidden=model_config.head_hidden,
-                       dtype=dtype, im2col_max_positions=im2col_max_positions)
+                       dtype=dtype, lowering=lowering)
   raise ValueError(f"unknown model name {model_config.name!r} (expected 'attention' or 'nafp')")
 
 

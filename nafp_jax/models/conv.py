@@ -1,17 +1,24 @@
-"""2-D convolution with a choice of lowering: XLA's convolution or im2col + matmul.
+"""2-D convolution with a choice of lowering: XLA's convolution, im2col + matmul, or taps.
 
-XLA's CPU convolution runs a 3x3 conv on a tiny map with many channels (the
-paper encoder's last block: 2x3x1024) at ~1 GFLOP/s, against ~150 GFLOP/s for
-the same arithmetic as one matmul over the 9 shifted copies of the input
-(im2col).  On larger maps XLA's own convolution is faster.  `Conv2D` holds the
-same parameters as `flax.linen.Conv` ('kernel' [kh, kw, in, out], optional
-'bias'), so checkpoints do not depend on the lowering, and switches to im2col
-where the output map has at most `im2col_max_positions` positions (0 = never).
-The two lowerings compute the same function up to float summation order.
+XLA's CPU convolution (Eigen) is far below the machine's matmul rate at both ends
+of an encoder (benchmarks/conv_lowering.py, one core, batch 16):
+  * a 3x3 conv on a tiny map with many channels (the paper encoder's last block:
+    2x3x1024) runs at ~1 GFLOP/s, against ~150 GFLOP/s for the same arithmetic as
+    one matmul over the 9 shifted copies of the input (im2col);
+  * a conv with few output channels on the full 64x96 map (the `small` stem
+    1->8 and its 8->8 block) runs at 3-20 GFLOP/s; summing the taps x
+    in-channels shifted copies times the kernel's weights ("taps": elementwise
+    fusions, one per kernel row) is 2-4x faster there.
+On larger maps with more channels XLA's own convolution is the fastest.
+`ConvLowering` says which to use where; `Conv2D` holds the same parameters as
+`flax.linen.Conv` ('kernel' [kh, kw, in, out], optional 'bias'), so checkpoints
+do not depend on the lowering.  The lowerings compute the same function up to
+float summation order (tests/test_fast_inference.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import flax.linen as nn
@@ -20,14 +27,56 @@ import jax.numpy as jnp
 
 Padding = str | Sequence[tuple[int, int]]
 
-# Convs whose output map has at most this many positions use im2col on CPU:
-# measured with benchmarks/cpu_inference.py (XLA's own conv is faster above it).
-CPU_IM2COL_MAX_POSITIONS = 8
+
+@dataclasses.dataclass(frozen=True)
+class ConvLowering:
+  """Which convolutions leave XLA's convolution for another lowering (speed only).
+
+  taps_max_kernel_weights, taps_max_out_channels: convs whose kernel has at most
+    this many weights (kh x kw x in x out, the multiply-adds per output position)
+    and at most this many output channels run as a sum over taps (0 = never).
+    Checked first.
+  im2col_max_positions: convs whose output map has at most this many positions
+    run as im2col + matmul (0 = never).
+  im2col_pointwise: 1x1 convs run as (strided slice +) matmul.
+  """
+  taps_max_kernel_weights: int = 0
+  taps_max_out_channels: int = 0
+  im2col_max_positions: int = 0
+  im2col_pointwise: bool = False
+
+  def choose(self, kernel_shape: tuple[int, int, int, int], out_positions: int) -> str:
+    """'taps', 'im2col' or 'xla' for a conv with kernel [kh, kw, in, out]."""
+    kh, kw, cin, cout = kernel_shape
+    if kh * kw * cin * cout <= self.taps_max_kernel_weights and cout <= self.taps_max_out_channels:
+      return "taps"
+    if out_positions <= self.im2col_max_positions or (self.im2col_pointwise and kh * kw == 1):
+      return "im2col"
+    return "xla"
 
 
-def im2col_max_positions_for(platform: str) -> int:
+# XLA's convolution everywhere: the reference, and what accelerators use.
+PLAIN = ConvLowering()
+# Measured on CPU (benchmarks/conv_lowering.py, one core, batch 16): taps wins
+# where XLA's conv has few output channels (3x3 8->8: 54 vs 20 GFLOP/s; 3x3 1->8:
+# 6.5 vs 3.0; 1x1 8->16 at stride 2: 63 vs 15) and loses from 1152 weights (3x3
+# 8->16 at stride 2: 37 vs 39) or 32 output channels (3x3 1->32: 6 vs 63); im2col
+# wins up to 8 output positions (3x3 1024->1024 on 2x3: 88 vs 0.5) and on 1x1
+# convs (equal or up to 1.2x).
+CPU = ConvLowering(taps_max_kernel_weights=576, taps_max_out_channels=16,
+                   im2col_max_positions=8, im2col_pointwise=True)
+# Training on CPU (forward and backward, benchmarks/train_throughput.py
+# --compare_plain): im2col on tiny maps only.  The taps' backward pass (a scan
+# whose kernel gradient reduces over the batch once per tap) made the `small`
+# training step 0.61x plain XLA's.
+CPU_TRAINING = ConvLowering(im2col_max_positions=8)
+
+
+def lowering_for(platform: str, training: bool = False) -> ConvLowering:
   """The measured lowering choice for a JAX platform ('cpu', 'gpu', 'tpu')."""
-  return CPU_IM2COL_MAX_POSITIONS if platform == "cpu" else 0
+  if platform != "cpu":
+    return PLAIN
+  return CPU_TRAINING if training else CPU
 
 
 def explicit_padding(size: int, kernel: int, stride: int, padding: Padding,
@@ -44,20 +93,60 @@ def explicit_padding(size: int, kernel: int, stride: int, padding: Padding,
   return tuple(padding[axis])
 
 
+def _shifted_views(x: jax.Array, kernel_shape: tuple[int, int], strides: tuple[int, int],
+                   padding: tuple[tuple[int, int], tuple[int, int]]) -> list[jax.Array]:
+  """The kh*kw strided views of padded x that kernel tap (i, j) multiplies, in (i, j) order."""
+  kh, kw = kernel_shape
+  sh, sw = strides
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  ho = (xp.shape[1] - kh) // sh + 1
+  wo = (xp.shape[2] - kw) // sw + 1
+  return [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
+          for i in range(kh) for j in range(kw)]
+
+
 def im2col_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
                 padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
   """NHWC convolution as one matmul over the kh*kw shifted, strided views of x."""
+  kh, kw, cin, cout = kernel.shape
+  views = _shifted_views(x, (kh, kw), strides, padding)
+  # Column order (i, j, c) matches kernel.reshape(kh * kw * cin, cout).
+  patches = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
+  out = patches.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
+  return out.reshape(patches.shape[:3] + (cout,))
+
+
+def taps_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+              padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+  """NHWC convolution as a sum over taps and input channels of view[..., c] * kernel[i, j, c].
+
+  Broadcast multiply-adds that XLA fuses into loops over the output: fast when the
+  kernel has few weights, where matmul-shaped lowerings leave most of each vector
+  register empty.  The kernel rows are a scan (one fused pass per row, accumulating
+  into the output, which the loop materialises) rather than one unrolled sum:
+  unrolled, XLA fuses the whole sum into each of its consumers (BatchNorm, the
+  attention's reductions) and recomputes it once per consumer, 10x slower in the
+  `small` encoder.  The row offset is dynamic on the outer H axis only, so the
+  slices inside the loop stay static.
+  """
   kh, kw, cin, cout = kernel.shape
   sh, sw = strides
   xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
   ho = (xp.shape[1] - kh) // sh + 1
   wo = (xp.shape[2] - kw) // sw + 1
-  # Column order (i, j, c) matches kernel.reshape(kh * kw * cin, cout).
-  views = [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
-           for i in range(kh) for j in range(kw)]
-  patches = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
-  out = patches.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
-  return out.reshape(x.shape[0], ho, wo, cout)
+  span = (x.shape[0], sh * (ho - 1) + 1, sw * (wo - 1) + 1, cin)
+
+  def add_kernel_row(out, row):
+    i, weights = row  # weights [kw, cin, cout]
+    rows = jax.lax.dynamic_slice_in_dim(xp, i, span[1], axis=1)[:, ::sh]
+    for j in range(kw):
+      view = rows[:, :, j:j + span[2]:sw, :]
+      for c in range(cin):
+        out = out + view[..., c:c + 1] * weights[j, c]
+    return out, None
+
+  out = jnp.zeros((x.shape[0], ho, wo, cout), jnp.result_type(x, kernel))
+  return jax.lax.scan(add_kernel_row, out, (jnp.arange(kh), kernel))[0]
 
 
 class Conv2D(nn.Module):
@@ -68,23 +157,27 @@ class Conv2D(nn.Module):
   padding: Padding = "SAME"
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
-  im2col_max_positions: int = 0
+  lowering: ConvLowering = PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kh, kw = self.kernel_size
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (kh, kw, x.shape[-1], self.features), jnp.float32)
-    pads = (explicit_padding(x.shape[1], kh, self.strides[0], self.padding, 0),
-            explicit_padding(x.shape[2], kw, self.strides[1], self.padding, 1))
+    strides = tuple(self.strides)
+    pads = (explicit_padding(x.shape[1], kh, strides[0], self.padding, 0),
+            explicit_padding(x.shape[2], kw, strides[1], self.padding, 1))
     x = x.astype(self.dtype)
     kernel = kernel.astype(self.dtype)
-    ho = (x.shape[1] + sum(pads[0]) - kh) // self.strides[0] + 1
-    wo = (x.shape[2] + sum(pads[1]) - kw) // self.strides[1] + 1
-    if ho * wo <= self.im2col_max_positions:
-      y = im2col_conv(x, kernel, tuple(self.strides), pads)
+    ho = (x.shape[1] + sum(pads[0]) - kh) // strides[0] + 1
+    wo = (x.shape[2] + sum(pads[1]) - kw) // strides[1] + 1
+    how = self.lowering.choose(kernel.shape, ho * wo)
+    if how == "taps":
+      y = taps_conv(x, kernel, strides, pads)
+    elif how == "im2col":
+      y = im2col_conv(x, kernel, strides, pads)
     else:
-      y = jax.lax.conv_general_dilated(x, kernel, tuple(self.strides), pads,
+      y = jax.lax.conv_general_dilated(x, kernel, strides, pads,
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)

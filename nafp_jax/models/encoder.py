@@ -16,19 +16,18 @@ import jax
 import jax.numpy as jnp
 
 from nafp_jax.models.attention import SpectralTemporalAttention
-from nafp_jax.models.conv import Conv2D
+from nafp_jax.models.conv import PLAIN, Conv2D, ConvLowering
 from nafp_jax.models.heads import DivideAndEncode
 
 
-def _conv3x3(features: int, stride: int, dtype, name: str, im2col_max_positions: int) -> Conv2D:
+def _conv3x3(features: int, stride: int, dtype, name: str, lowering: ConvLowering) -> Conv2D:
   """3x3 convolution with explicit (1, 1) padding on both axes.
 
   Explicit padding keeps the sampling grid of stride-2 convs centred on even
   sizes ("SAME" pads (0, 1) there and shifts it).
   """
   return Conv2D(features, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)),
-                use_bias=False, dtype=dtype, im2col_max_positions=im2col_max_positions,
-                name=name)
+                use_bias=False, dtype=dtype, lowering=lowering, name=name)
 
 
 class ResBlockAttention(nn.Module):
@@ -38,22 +37,22 @@ class ResBlockAttention(nn.Module):
   attention_scale: float = 100.0
   dtype: jnp.dtype = jnp.float32
   bn_momentum: float = 0.9
-  im2col_max_positions: int = 0
+  lowering: ConvLowering = PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                                      epsilon=1e-5, dtype=self.dtype, name=name)
-    y = _conv3x3(self.features, self.stride, self.dtype, "conv1", self.im2col_max_positions)(x)
+    y = _conv3x3(self.features, self.stride, self.dtype, "conv1", self.lowering)(x)
     y = nn.relu(norm("bn1")(y))
     y = SpectralTemporalAttention(self.attention_scale, self.dtype, name="att1")(y)
-    y = _conv3x3(self.features, 1, self.dtype, "conv2", self.im2col_max_positions)(y)
+    y = _conv3x3(self.features, 1, self.dtype, "conv2", self.lowering)(y)
     y = norm("bn2")(y)
     shortcut = x
     if x.shape[-1] != self.features or self.stride != 1:
       shortcut = Conv2D(self.features, (1, 1), strides=(self.stride, self.stride),
                         padding="VALID", use_bias=False, dtype=self.dtype,
-                        im2col_max_positions=self.im2col_max_positions, name="shortcut")(x)
+                        lowering=self.lowering, name="shortcut")(x)
     y = nn.relu(y + shortcut)
     return SpectralTemporalAttention(self.attention_scale, self.dtype, name="att2")(y)
 
@@ -67,20 +66,19 @@ class AttentionEncoder(nn.Module):
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
   # How convs are lowered (models/conv.py): speed only, not part of the model.
-  im2col_max_positions: int = 0
+  lowering: ConvLowering = PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     stem, blocks = self.widths[0], self.widths[1:]
     x = x.astype(self.dtype)
-    x = _conv3x3(stem, 1, self.dtype, "stem_conv", self.im2col_max_positions)(x)
+    x = _conv3x3(stem, 1, self.dtype, "stem_conv", self.lowering)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      dtype=self.dtype, name="stem_bn")(x)
     x = nn.relu(x)
     for i, width in enumerate(blocks):
       x = ResBlockAttention(width, 1 if i == 0 else 2, self.attention_scale, self.dtype,
-                            im2col_max_positions=self.im2col_max_positions,
-                            name=f"res{i + 1}")(x, train)
+                            lowering=self.lowering, name=f"res{i + 1}")(x, train)
     # Channel-major flatten: [B, F, T, C] -> [B, C, F, T] -> [B, C*F*T], so each
     # head group sees whole channels' maps.
     flat = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from nafp_jax.models.conv import Conv2D
+from nafp_jax.models.conv import PLAIN, Conv2D, ConvLowering
 from nafp_jax.models.heads import DivideAndEncode
 
 
@@ -24,18 +24,16 @@ class SeparableBlock(nn.Module):
   stride_t: int
   stride_f: int
   dtype: jnp.dtype = jnp.float32
-  im2col_max_positions: int = 0
+  lowering: ConvLowering = PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = Conv2D(self.features, (1, 3), strides=(1, self.stride_t), padding="SAME",
-               dtype=self.dtype, im2col_max_positions=self.im2col_max_positions,
-               name="conv_t")(x)
+               dtype=self.dtype, lowering=self.lowering, name="conv_t")(x)
     x = nn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=(1, 2, 3), dtype=self.dtype,
                      name="ln_t")(nn.elu(x))
     x = Conv2D(self.features, (3, 1), strides=(self.stride_f, 1), padding="SAME",
-               dtype=self.dtype, im2col_max_positions=self.im2col_max_positions,
-               name="conv_f")(x)
+               dtype=self.dtype, lowering=self.lowering, name="conv_f")(x)
     return nn.LayerNorm(reduction_axes=(1, 2, 3), feature_axes=(1, 2, 3), dtype=self.dtype,
                         name="ln_f")(nn.elu(x))
 
@@ -49,15 +47,14 @@ class NafpEncoder(nn.Module):
   head_hidden: int = 32
   dtype: jnp.dtype = jnp.float32
   # How convs are lowered (models/conv.py): speed only, not part of the model.
-  im2col_max_positions: int = 0
+  lowering: ConvLowering = PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # No batch statistics or dropout in this model.
     x = x.astype(self.dtype)
     for i, (w, sf, st) in enumerate(zip(self.widths, self.strides_f, self.strides_t)):
-      x = SeparableBlock(w, st, sf, self.dtype, self.im2col_max_positions,
-                         name=f"block{i + 1}")(x)
+      x = SeparableBlock(w, st, sf, self.dtype, self.lowering, name=f"block{i + 1}")(x)
     if x.shape[1:3] != (1, 1):
       raise ValueError(f"NAFP strides leave a {x.shape[1]}x{x.shape[2]} map, expected 1x1")
     flat = x.reshape(x.shape[0], -1)
