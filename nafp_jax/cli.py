@@ -279,8 +279,10 @@ def cmd_eval(args) -> int:
                                  progress=not args.quiet, journal=journal)
   print(report.format_tables(rows))
   report.write_csv(rows, out / "hit_rates.csv")
+  (out / "hit_rates.md").write_text(report.format_markdown(rows))
   plots = report.plot(rows, out)
-  print(f"wrote {out / 'hit_rates.csv'}" + "".join(f", {p}" for p in plots))
+  print(f"wrote {out / 'hit_rates.csv'}, {out / 'hit_rates.md'} (beside the paper's figures)" +
+        "".join(f", {p}" for p in plots))
   return 0
 
 
@@ -347,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("eval", help="Paper-protocol evaluation: segment- and audio-level hit rates.",
                      description="Cut distorted queries from the catalogue's tracks (or read "
                      "pre-made clips with a truth TSV), identify them, print the hit-rate tables, "
-                     "write hit_rates.csv and PNG plots.")
+                     "write hit_rates.csv, hit_rates.md (beside the paper's reported figures) "
+                     "and PNG plots.")
   p.set_defaults(func=cmd_eval)
   p.add_argument("--db", action="append", required=True, help="catalogue (repeat per method)")
   p.add_argument("--model", action="append", help="model per --db (default: shipped model)")

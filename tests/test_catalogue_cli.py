@@ -172,6 +172,7 @@ def test_eval_prints_tables_csv_and_plots(tmp_path, model_dir, music, capsys):
   lines = (out / "hit_rates.csv").read_text().splitlines()
   assert lines[0].startswith("method,condition") and len(lines) == 1 + 2 * (2 + 1 + 2)
   assert (out / "hit_rate_noise.png").stat().st_size > 1000
+  assert "| paper: attention | 2 s |" in (out / "hit_rates.md").read_text()
   # Interrupted while journalling the last cell: the rerun redoes only that cell, same results.
   csv_first = (out / "hit_rates.csv").read_text()
   journal = out / "journal.jsonl"

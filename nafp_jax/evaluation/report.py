@@ -40,6 +40,52 @@ def format_tables(rows: Sequence[dict]) -> str:
   return "\n".join(out)
 
 
+def format_markdown(rows: Sequence[dict],
+                    reported: dict | None = None) -> str:
+  """Markdown tables (level x condition; rows = method and query length) beside the paper's.
+
+  `reported` is keyed like `paper_reference.REPORTED` (the default); its rows for the query
+  lengths measured here are added under each table, and each table ends with the measured minus the paper's attention model, in
+  points, over the cells both have (length None in `reported` = any query length).
+  """
+  from nafp_jax.evaluation import paper_reference  # pylint: disable=g-import-not-at-top
+  reported = paper_reference.REPORTED if reported is None else reported
+  out = []
+  for level, key in (("segment", "segment_hit_rate"), ("audio", "audio_hit_rate")):
+    for condition in dict.fromkeys(r["condition"] for r in rows if r["condition"] != "clips"):
+      sub = [r for r in rows if r["condition"] == condition]
+      lengths = set(r["length_s"] for r in sub)
+      refs = {length: by_method for (lv, cond, length), by_method in reported.items()
+              if lv == level and cond == condition and (length is None or length in lengths)}
+      cols = sorted(set(_column(r) for r in sub) |
+                    {c for by_method in refs.values() for v in by_method.values() for c in v})
+      unit = "T60 (s)" if condition == "reverb" else "SNR (dB)"
+      extra = f", T60 {sub[0]['t60_s']:g} s" if condition == "noise+reverb" else ""
+      out.append(f"{level.capitalize()}-level top-1 hit rate (%), {condition}{extra}; "
+                 f"columns: {unit}\n")
+      out.append("| method | length | " + " | ".join(f"{c:g}" for c in cols) + " |")
+      out.append("|---|---|" + "---|" * len(cols))
+      gaps = []
+      for method in dict.fromkeys(r["method"] for r in sub):
+        for length in sorted(dict.fromkeys(r["length_s"] for r in sub)):
+          cells = {_column(r): 100 * r[key] for r in sub
+                   if r["method"] == method and r["length_s"] == length}
+          out.append(f"| {method} | {length:g} s | " +
+                     " | ".join(f"{cells[c]:.1f}" if c in cells else "–" for c in cols) + " |")
+          paper = refs.get(length, refs.get(None, {})).get(paper_reference.PAPER, {})
+          gaps += [cells[c] - paper[c] for c in cells if c in paper]
+      for length, by_method in sorted(refs.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+        for method, values in by_method.items():
+          shown = "not stated" if length is None else f"{length:g} s"
+          out.append(f"| {method} | {shown} | " +
+                     " | ".join(f"{values[c]:.1f}" if c in values else "–" for c in cols) + " |")
+      if gaps:
+        out.append(f"\nMeasured minus {paper_reference.PAPER}: {min(gaps):+.1f} to "
+                   f"{max(gaps):+.1f} points over {len(gaps)} cell{'s' * (len(gaps) > 1)}.")
+      out.append("")
+  return "\n".join(out)
+
+
 def write_csv(rows: Sequence[dict], path: Path) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   with open(path, "w", newline="") as f:

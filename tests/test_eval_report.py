@@ -1,0 +1,35 @@
+"""The markdown report puts measured hit rates beside the paper's and states the gap."""
+
+from nafp_jax.evaluation import report
+
+
+def _row(condition, length_s, column, segment, audio, method="m"):
+  if condition == "reverb":
+    snr, t60 = None, column
+  else:
+    snr, t60 = column, (0.5 if condition == "noise+reverb" else None)
+  return {"method": method, "condition": condition, "snr_db": snr, "t60_s": t60,
+          "length_s": length_s, "queries": 500, "segment_hit_rate": segment,
+          "audio_hit_rate": audio}
+
+
+def test_markdown_tables_sit_beside_the_papers_figures_with_the_gap():
+  rows = [_row("noise+reverb", 3.0, 0.0, 0.60, 0.90), _row("noise+reverb", 3.0, 5.0, 0.80, 0.95),
+          _row("reverb", 3.0, 0.8, 0.5, 0.97)]
+  text = report.format_markdown(rows)
+  segment = text.split("Segment-level top-1 hit rate (%), noise+reverb, T60 0.5 s")[1].split("level")[0]
+  assert "| m | 3 s | 60.0 | 80.0 | – | – |" in segment
+  assert "| paper: attention | 3 s | 67.9 | 85.1 | 88.2 | 89.3 |" in segment
+  assert "| paper: attention | 2 s |" not in segment  # only the query lengths measured here
+  assert "-7.9 to -5.1 points over 2 cells" in segment
+  audio = text.split("Audio-level top-1 hit rate (%), noise+reverb")[1]
+  assert "| paper: audfprint | not stated | 64.8 | 79.4 | 87.2 | 92.3 |" in audio
+  assert "-1.8 to +5.7 points over 2 cells" in audio  # 95.0 - 96.8 at 5 dB, 90.0 - 84.3 at 0 dB
+  reverb = text.split("Audio-level top-1 hit rate (%), reverb; columns: T60 (s)")[1]
+  assert "| m | 3 s | – | – | – | – | 97.0 |" in reverb
+  assert "-2.0 to -2.0 points over 1 cell." in reverb
+
+
+def test_markdown_without_reported_figures_has_no_gap_line():
+  text = report.format_markdown([_row("noise", 2.0, 10.0, 0.5, 0.7)], reported={})
+  assert "| m | 2 s | 50.0 |" in text and "Measured minus" not in text
