@@ -11,7 +11,8 @@ layout it measures, in one run on this machine's CPU:
   * the dense matmul FLOP/s (2048x2048 float32) — the roofline;
   * model FLOPs per segment (XLA's cost analysis of the plain forward pass);
   * segments/s of the plain lowering (XLA convolutions, batch 64) and of the
-    fast path (CPU conv lowering: im2col on tiny maps, taps for few channels) at several batch sizes, plus bfloat16;
+    fast path (CPU conv lowering: im2col on tiny maps and 1x1 kernels, taps for
+    few output channels) at several batch sizes, plus bfloat16;
   * segments/s of the same conv stack with the same variables in TensorFlow
     (oneDNN), after checking that it gives the same embeddings;
   * end to end: `Fingerprinter.track_fingerprints` on 60 s of audio (log-mel
@@ -112,8 +113,7 @@ def main(_):
   from benchmarks.tf_reference import build_tf_encoder  # pylint: disable=g-import-not-at-top
   from nafp_jax.encoder_bundle import EncoderBundle  # pylint: disable=g-import-not-at-top
   from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
-  from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
-  from nafp_jax.models import conv  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models import conv, create_model  # pylint: disable=g-import-not-at-top
 
   peak = matmul_flops()
   summary = {}

@@ -14,6 +14,13 @@ def _column(row: dict) -> float:
   return row["snr_db"] if row["condition"] in ("noise", "noise+reverb") else row["t60_s"]
 
 
+def _title(level: str, condition: str, rows: Sequence[dict]) -> str:
+  """'Segment-level top-1 hit rate (%), noise+reverb, T60 0.5 s; columns: SNR (dB)'."""
+  unit = "T60 (s)" if condition == "reverb" else "SNR (dB)"
+  extra = f", T60 {rows[0]['t60_s']:g} s" if condition == "noise+reverb" else ""
+  return f"{level} top-1 hit rate (%), {condition}{extra}; columns: {unit}"
+
+
 def format_tables(rows: Sequence[dict]) -> str:
   """Per level, condition and method: rows = query length, columns = SNR (dB) or T60 (s)."""
   out = []
@@ -26,9 +33,7 @@ def format_tables(rows: Sequence[dict]) -> str:
         out += [f"  {r['method']:<24} {100 * r[key]:6.1f}  (n={r['queries']})" for r in sub]
         continue
       cols = sorted(dict.fromkeys(_column(r) for r in sub))
-      unit = "T60 (s)" if condition == "reverb" else "SNR (dB)"
-      extra = f", T60 {sub[0]['t60_s']:g} s" if condition == "noise+reverb" else ""
-      out.append(f"{level} top-1 hit rate (%), {condition}{extra}; columns: {unit}")
+      out.append(_title(level, condition, sub))
       out.append(f"  {'method':<{width}} {'length':>6} " + " ".join(f"{c:>6g}" for c in cols))
       for method in dict.fromkeys(r["method"] for r in sub):
         for length in sorted(dict.fromkeys(r["length_s"] for r in sub)):
@@ -59,10 +64,7 @@ def format_markdown(rows: Sequence[dict],
               if lv == level and cond == condition and (length is None or length in lengths)}
       cols = sorted(set(_column(r) for r in sub) |
                     {c for by_method in refs.values() for v in by_method.values() for c in v})
-      unit = "T60 (s)" if condition == "reverb" else "SNR (dB)"
-      extra = f", T60 {sub[0]['t60_s']:g} s" if condition == "noise+reverb" else ""
-      out.append(f"{level.capitalize()}-level top-1 hit rate (%), {condition}{extra}; "
-                 f"columns: {unit}\n")
+      out.append(_title(f"{level.capitalize()}-level", condition, sub) + "\n")
       out.append("| method | length | " + " | ".join(f"{c:g}" for c in cols) + " |")
       out.append("|---|---|" + "---|" * len(cols))
       gaps = []

@@ -93,14 +93,20 @@ def explicit_padding(size: int, kernel: int, stride: int, padding: Padding,
   return tuple(padding[axis])
 
 
+def _padded(x: jax.Array, kernel_shape: tuple[int, int], strides: tuple[int, int],
+            padding: tuple[tuple[int, int], tuple[int, int]]) -> tuple[jax.Array, int, int]:
+  """(x padded on H and W, output height, output width) of a conv with this kernel."""
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  return (xp, (xp.shape[1] - kernel_shape[0]) // strides[0] + 1,
+          (xp.shape[2] - kernel_shape[1]) // strides[1] + 1)
+
+
 def _shifted_views(x: jax.Array, kernel_shape: tuple[int, int], strides: tuple[int, int],
                    padding: tuple[tuple[int, int], tuple[int, int]]) -> list[jax.Array]:
   """The kh*kw strided views of padded x that kernel tap (i, j) multiplies, in (i, j) order."""
   kh, kw = kernel_shape
   sh, sw = strides
-  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-  ho = (xp.shape[1] - kh) // sh + 1
-  wo = (xp.shape[2] - kw) // sw + 1
+  xp, ho, wo = _padded(x, kernel_shape, strides, padding)
   return [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
           for i in range(kh) for j in range(kw)]
 
@@ -131,16 +137,14 @@ def taps_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
   """
   kh, kw, cin, cout = kernel.shape
   sh, sw = strides
-  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-  ho = (xp.shape[1] - kh) // sh + 1
-  wo = (xp.shape[2] - kw) // sw + 1
-  span = (x.shape[0], sh * (ho - 1) + 1, sw * (wo - 1) + 1, cin)
+  xp, ho, wo = _padded(x, (kh, kw), strides, padding)
+  span_h, span_w = sh * (ho - 1) + 1, sw * (wo - 1) + 1
 
   def add_kernel_row(out, row):
     i, weights = row  # weights [kw, cin, cout]
-    rows = jax.lax.dynamic_slice_in_dim(xp, i, span[1], axis=1)[:, ::sh]
+    rows = jax.lax.dynamic_slice_in_dim(xp, i, span_h, axis=1)[:, ::sh]
     for j in range(kw):
-      view = rows[:, :, j:j + span[2]:sw, :]
+      view = rows[:, :, j:j + span_w:sw, :]
       for c in range(cin):
         out = out + view[..., c:c + 1] * weights[j, c]
     return out, None
