@@ -30,6 +30,11 @@ import numpy as np
 
 FORMAT = "nafp-catalogue"
 FORMAT_VERSION = 1
+# The convention by which fingerprints are computed from audio, recorded in every
+# catalogue and export so that rows made one way are never searched with queries
+# made another.  1: windows embedded at the recording's own level.  2: each window
+# level-normalised like a peak-normalised training crop (frontend.normalise_window_levels).
+FINGERPRINT_VERSION = 2
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8}
 INT8_SCALE = 127.0  # fingerprints are unit vectors: every coordinate is in [-1, 1]
 
@@ -143,13 +148,22 @@ class Catalogue:
   def threshold(self) -> float | None:
     return self.manifest.get("threshold")
 
+  @property
+  def fingerprint_version(self) -> int:
+    return int(self.manifest.get("fingerprint_version", 1))
+
   def check_model(self, identity: str) -> None:
-    """Refuse to search with a model other than the one that built the catalogue."""
+    """Refuse to search with a model, or a fingerprint convention, other than the catalogue's."""
     if identity != self.manifest["model_identity"]:
       raise CatalogueError(
           f"{self.root}: built with model {self.manifest['model_identity'][:12]} "
           f"({self.manifest.get('model_source')}), but the query model is {identity[:12]}; "
           "query with the same model or re-index")
+    if self.fingerprint_version != FINGERPRINT_VERSION:
+      raise CatalogueError(
+          f"{self.root}: its fingerprints were made by fingerprint version "
+          f"{self.fingerprint_version}, this code makes version {FINGERPRINT_VERSION} "
+          "(catalogue.FINGERPRINT_VERSION); re-index the audio into a new catalogue")
 
   def neighbor_index(self, backend: str = "auto"):
     """'exact', 'scann', or 'auto' (ScaNN from SCANN_MIN_ROWS rows on)."""
@@ -317,6 +331,7 @@ def create(root: str | os.PathLike, model_identity: str, model_source: str, dim:
   if root.exists() and any(p.name not in (".lock",) for p in root.iterdir()):
     raise CatalogueError(f"{root}: exists and is not an empty folder or a catalogue")
   manifest = {"format": FORMAT, "version": FORMAT_VERSION, "model_identity": model_identity,
+              "fingerprint_version": FINGERPRINT_VERSION,
               "model_source": model_source, "dim": dim, "storage": storage, "threshold": None,
               "threshold_fpr": None, "generation": 0}
   with _writer_lock(root):

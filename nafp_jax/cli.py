@@ -93,6 +93,10 @@ def cmd_import(args) -> int:
   import json as json_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax import catalogue as catalogue_lib, export  # pylint: disable=g-import-not-at-top
   manifest = json_lib.loads((Path(args.export) / "manifest.json").read_text())
+  if manifest.get("fingerprint_version", 1) != catalogue_lib.FINGERPRINT_VERSION:
+    raise catalogue_lib.CatalogueError(
+        f"{args.export}: exported with fingerprint version {manifest.get('fingerprint_version', 1)}"
+        f", this code uses version {catalogue_lib.FINGERPRINT_VERSION}; export the audio again")
   db = Path(args.db).expanduser()
   if (db / "CURRENT").exists():
     cat = catalogue_lib.Catalogue(db)
@@ -267,7 +271,9 @@ def cmd_eval(args) -> int:
     settings = {"methods": [{"label": m.label, "model_identity": m.fingerprinter.bundle.identity,
                              "catalogue": str(m.catalogue.root.resolve()),
                              "generation": m.catalogue.generation.name,
-                             "fingerprints": int(m.catalogue.matrix.shape[0])} for m in methods],
+                             "fingerprints": int(m.catalogue.matrix.shape[0]),
+                             "fingerprint_version": m.catalogue.fingerprint_version}
+                            for m in methods],
                 "queries": args.queries, "seed": args.seed, "phases": args.phases,
                 "backend": args.backend, "noise": args.noise, "rirs_per_t60": args.rirs_per_t60}
     try:

@@ -3,7 +3,8 @@
   python -m nafp_jax.demo [--model M] [--queries 50] [--lengths 3]
 
 1. fetches DATA.md's DEV packages and the noise packages (cached; a no-op the second time),
-2. indexes every DEV track with the model into $NAFP_CACHE/demo/dev_catalogue-<model id>,
+2. indexes every DEV track with the model into
+   $NAFP_CACHE/demo/dev_catalogue-<model id>-v<fingerprint version>,
 3. cuts distorted queries (noise, reverb, noise+reverb) from random positions and prints the
    segment- and audio-level hit-rate tables (`nafp eval`), with CSV and plots in --out.
 """
@@ -17,6 +18,7 @@ import time
 from input_pipeline import open_corpus
 from input_pipeline.sources import cache_root
 from nafp_jax import cli
+from nafp_jax.catalogue import FINGERPRINT_VERSION
 from nafp_jax.cpu_devices import split_cpu_into_devices
 from nafp_jax.encoder_bundle import load_encoder
 
@@ -27,7 +29,10 @@ def main(argv=None) -> int:
   parser.add_argument("--queries", type=int, default=50, help="queries per condition and length")
   parser.add_argument("--lengths", default="3", help="query lengths in seconds, comma-separated")
   parser.add_argument("--packages", help="subset of DEV packages (default: all)")
-  parser.add_argument("--out", default=None, help="results folder (default: $NAFP_CACHE/demo)")
+  parser.add_argument("--out", default=None,
+                      help="results folder (default: $NAFP_CACHE/demo/results-<catalogue>)")
+  parser.add_argument("--restart", action="store_true",
+                      help="discard the results folder's finished cells (after changing options)")
   args = parser.parse_args(argv)
   start = time.time()
   cache = cache_root()
@@ -39,9 +44,9 @@ def main(argv=None) -> int:
   model = ["--model", args.model] if args.model else []
   split_cpu_into_devices()  # before anything starts JAX's backend (loading the model does)
   identity = load_encoder(cli._model_path(args.model)).identity  # pylint: disable=protected-access
-  # One catalogue per model: a catalogue refuses fingerprints of another model.
-  db = cache / "demo" / f"dev_catalogue-{identity[:12]}"
-  out = args.out or str(cache / "demo")
+  # One catalogue per model and fingerprint convention: a catalogue refuses any other.
+  db = cache / "demo" / f"dev_catalogue-{identity[:12]}-v{FINGERPRINT_VERSION}"
+  out = args.out or str(cache / "demo" / f"results-{db.name}")
   folders = ([str(root / "dev" / p) for p in dev_packages] if dev_packages
              else [str(root / "dev")])
   code = cli.main(["index", *folders, "--db", str(db), *model])
@@ -49,7 +54,8 @@ def main(argv=None) -> int:
     return code
   code = cli.main(["eval", "--db", str(db), *model, "--label", "nafp-jax", "--queries",
                    str(args.queries), "--lengths", args.lengths, "--noise",
-                   f"folder:{root / 'noise'}", "--out", out])
+                   f"folder:{root / 'noise'}", "--out", out,
+                   *(["--restart"] if args.restart else [])])
   print(f"demo finished in {(time.time() - start) / 60:.1f} min")
   return code
 

@@ -21,6 +21,7 @@ from absl import logging
 import numpy as np
 
 from input_pipeline import audio_io
+from nafp_jax import catalogue as catalogue_lib
 from nafp_jax.fingerprinter import Fingerprinter
 from nafp_jax.identify import display_name, expand_inputs
 
@@ -37,6 +38,7 @@ def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
   if process_index == 0:
     (out / "manifest.json").write_text(json.dumps({
         "model_identity": fingerprinter.bundle.identity, "model_source": fingerprinter.bundle.source,
+        "fingerprint_version": catalogue_lib.FINGERPRINT_VERSION,
         "dim": fingerprinter.dim, "process_count": process_count, "files": len(files)}, indent=2))
   shard, rows_in_shard, buffer, skipped, records = 0, 0, [], 0, []
 

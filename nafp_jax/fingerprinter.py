@@ -65,14 +65,17 @@ class Fingerprinter:
     embed = jax.jit(lambda v, x: model.apply(v, x, train=False),
                     in_shardings=(sharding.replicated(mesh), self._batch_sharding))
     self._embed = functools.partial(embed, variables)
-    self._mel = jax.jit(functools.partial(frontend.log_mel_frames, n_frames=MEL_CHUNK_FRAMES))
+    self._mel = jax.jit(functools.partial(
+        frontend.log_mel_frames, n_frames=MEL_CHUNK_FRAMES,
+        cfg=frontend.FrontEndConfig(amin=frontend.UNCLAMPED_AMIN)))
 
   @property
   def dim(self) -> int:
     return int(self.bundle.config.model.embedding_dim)
 
   def log_mel(self, wave: np.ndarray) -> np.ndarray:
-    """Log-mel [frames, 64] of a waveform, equal to `frontend.log_mel` (centred STFT)."""
+    """Log-mel [frames, 64] of a waveform: `frontend.log_mel` (centred STFT) with the
+    floor at `frontend.UNCLAMPED_AMIN`, ready for per-window level normalisation."""
     padded = frontend.pad_for_windows(wave)
     frames = frontend.num_frames(wave.shape[-1])
     span = (MEL_CHUNK_FRAMES - 1) * frontend.HOP + frontend.N_FFT
@@ -86,14 +89,19 @@ class Fingerprinter:
     return out
 
   def embed_windows(self, wave: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
-    """Embeddings [len(start_frames), d] of the windows starting at those frames."""
+    """Embeddings [len(start_frames), d] of the windows starting at those frames.
+
+    Each window is level-normalised as its peak-normalised 0.96 s crop would be.
+    """
     mel = self.log_mel(wave)
+    peak_db = frontend.window_peak_db(wave, start_frames)
     out = np.zeros((len(start_frames), self.dim), np.float32)
     pending = []  # (first row, rows, embeddings still being computed)
     for i in range(0, len(start_frames), self.batch_size):
       chunk = start_frames[i:i + self.batch_size]
       batch = np.zeros((self.batch_size, frontend.N_MELS, frontend.WINDOW_FRAMES, 1), np.float32)
-      batch[:len(chunk)] = frontend.windows_from_mel(mel, chunk)
+      batch[:len(chunk)] = frontend.normalise_window_levels(
+          frontend.windows_from_mel(mel, chunk), peak_db[i:i + self.batch_size])
       pending.append((i, len(chunk), self._embed(jax.device_put(batch, self._batch_sharding))))
       if len(pending) > IN_FLIGHT:
         row, n, emb = pending.pop(0)

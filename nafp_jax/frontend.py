@@ -4,6 +4,12 @@
 reflect padding) -> power spectrogram -> 64 HTK mel bands 0-8 kHz (no filter
 normalisation) -> 10*log10(max(x, 1e-10)).  A fingerprint is a window of 96
 frames x 64 mels taken every 10 frames (100 ms); window i has timestamp 0.1*i s.
+
+Training embeds 0.96 s crops that are each peak-normalised (input_pipeline.pairs),
+so the encoder only ever saw windows whose loudest sample is at full scale.  At
+inference a window cut from a whole track or query is brought to that same level
+(`window_peak_db`, `normalise_window_levels`): in dB that is one subtraction per
+window, exact wherever a mel bin is above the 1e-10 floor.
 """
 
 from __future__ import annotations
@@ -128,3 +134,54 @@ def windows_from_mel(mel: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
   """Host-side `frame_windows` for chosen starts: mel [frames, 64] -> [N, 64, 96, 1]."""
   idx = np.asarray(start_frames)[:, None] + np.arange(WINDOW_FRAMES)[None, :]
   return np.ascontiguousarray(np.swapaxes(mel[idx], -1, -2)[..., None])
+
+
+# Peak below which a crop counts as silent (input_pipeline.distortions.peak_normalize's floor).
+PEAK_FLOOR = 1e-12
+# Mel floor for log-mels that are level-normalised afterwards: a bin at this floor
+# (-379 dB) stays below the standard -100 dB floor even when lifted by the largest
+# shift (-20 log10 PEAK_FLOOR = 240 dB), so clamping after the shift is exact.
+UNCLAMPED_AMIN = float(np.finfo(np.float32).tiny)
+
+
+def window_peak_db(wave: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
+  """20 log10 of the peak |sample| of each window's 0.96 s crop [N].
+
+  Window s covers samples [HOP s, HOP s + SEGMENT_SAMPLES): the crop a training
+  example of that window would be cut as.  Samples past the end count as 0.
+  """
+  wave = np.abs(np.asarray(wave, np.float32))
+  blocks = -(-wave.shape[-1] // HOP)
+  padded = np.zeros((blocks + WINDOW_FRAMES) * HOP, np.float32)
+  padded[:wave.shape[-1]] = wave
+  block_peak = padded.reshape(-1, HOP).max(axis=1)
+  starts = np.asarray(start_frames, np.int64)
+  if starts.size and (starts.min() < 0 or starts.max() >= blocks):
+    raise ValueError(f"window starts {starts.min()}..{starts.max()} outside a waveform of "
+                     f"{blocks} hops")
+  spans = np.lib.stride_tricks.sliding_window_view(block_peak, WINDOW_FRAMES)
+  peaks = spans[starts].max(axis=1)
+  return 20.0 * np.log10(np.maximum(peaks, PEAK_FLOOR))
+
+
+def normalise_window_levels(windows: np.ndarray, peak_db: np.ndarray,
+                            cfg: FrontEndConfig = FrontEndConfig()) -> np.ndarray:
+  """Log-mel windows [N, ...] as if each crop had been peak-normalised before the front end.
+
+  `windows` must come from a log-mel computed with `amin=UNCLAMPED_AMIN`; the result
+  is floored at `cfg.amin` as the training front end's output is.
+  """
+  floor_db = 10.0 * np.log10(cfg.amin)
+  shift = np.asarray(peak_db, np.float32).reshape((-1,) + (1,) * (windows.ndim - 1))
+  return np.maximum(windows - shift, floor_db).astype(np.float32)
+
+
+def fingerprint_windows(wave: np.ndarray) -> np.ndarray:
+  """The encoder inputs of all of a track's fingerprints [N, 64, 96, 1], level-normalised.
+
+  The reference definition (whole-track log-mel, framed every 100 ms, each window
+  at the level of its peak-normalised crop); `Fingerprinter` computes the same in chunks.
+  """
+  mel = np.asarray(log_mel(jnp.asarray(wave), FrontEndConfig(amin=UNCLAMPED_AMIN)))
+  starts = np.arange(num_fingerprints(wave.shape[-1])) * WINDOW_HOP_FRAMES
+  return normalise_window_levels(windows_from_mel(mel, starts), window_peak_db(wave, starts))

@@ -41,9 +41,15 @@ def test_fingerprints_equal_framed_log_mel_and_query_phases(model_dir, music):
   wave = sf.read(music / "song0.wav", dtype="float32")[0]
   track = fp.track_fingerprints(wave)
   assert track.shape == (frontend.num_fingerprints(wave.size), 128)
-  windows = frontend.frame_windows(frontend.log_mel(wave))
+  windows = frontend.fingerprint_windows(wave)
   direct = fp.bundle.model.apply(fp.bundle.variables, windows[:5], train=False)
   np.testing.assert_allclose(track[:5], direct, atol=2e-5)
+  # Each window is level-normalised (as training crops are): the recording's gain is
+  # irrelevant.  (With a -60 dB noise floor, as any recording has: the synthetic track's
+  # top bands sit ~130 dB below its peak, where float32 FFT rounding is all there is.)
+  recorded = wave + 1e-3 * np.random.default_rng(1).standard_normal(wave.size).astype(np.float32)
+  np.testing.assert_allclose(fp.track_fingerprints(0.2 * recorded),
+                             fp.track_fingerprints(recorded), atol=5e-4)
   query = wave[16000 * 2:16000 * 5]
   q = fp.query_fingerprints(query, phases=10)
   assert q.shape[0] == 10
@@ -125,6 +131,23 @@ def test_catalogue_of_another_model_is_refused(tmp_path, model_dir, music, capsy
   other_dir = other.save(tmp_path / "other", dtype="float32")
   code, _, err = _run(capsys, "query", music / "song0.wav", "--db", db, "--model", other_dir)
   assert code == 1 and "built with model" in err
+
+
+def test_catalogue_or_export_of_an_older_fingerprint_version_is_refused(
+    tmp_path, model_dir, music, capsys):
+  db, exp = tmp_path / "cat", tmp_path / "exp"
+  _run(capsys, "index", music / "song0.wav", "--db", db, "--model", model_dir, "--quiet")
+  _run(capsys, "export", music / "song1.wav", "--out", exp, "--model", model_dir)
+  manifest = catalogue_lib.Catalogue(db).generation / "manifest.json"
+  for path in (manifest, exp / "manifest.json"):  # as written before the field existed
+    fields = json.loads(path.read_text())
+    assert fields.pop("fingerprint_version") == catalogue_lib.FINGERPRINT_VERSION
+    path.write_text(json.dumps(fields))
+  code, _, err = _run(capsys, "query", music / "song0.wav", "--db", db, "--model", model_dir)
+  assert code == 1 and f"{db}" in err and "fingerprint version 1" in err and "re-index" in err
+  code, _, err = _run(capsys, "import", exp, "--db", tmp_path / "new")
+  assert code == 1 and f"{exp}" in err and "fingerprint version 1" in err
+  assert not (tmp_path / "new").exists()
 
 
 def test_interrupted_add_leaves_catalogue_intact(tmp_path, model_dir, music, monkeypatch):

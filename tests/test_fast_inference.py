@@ -65,7 +65,7 @@ def test_shipped_model_fast_fingerprinter_equals_plain_and_direct():
   np.testing.assert_allclose(fast.log_mel(wave), np.asarray(frontend.log_mel(wave)),
                              atol=1e-3)
   f, p = fast.track_fingerprints(wave), plain.track_fingerprints(wave)
-  windows = frontend.frame_windows(frontend.log_mel(wave))
+  windows = frontend.fingerprint_windows(wave)
   direct = bundle.model.apply(bundle.variables, windows, train=False)
   np.testing.assert_allclose(f, p, atol=1e-4)
   np.testing.assert_allclose(f, direct, atol=1e-4)
