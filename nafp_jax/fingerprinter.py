@@ -62,8 +62,10 @@ class Fingerprinter:
     self.batch_size = -(-batch_size // devices) * devices
     self._batch_sharding = sharding.batch_sharded(mesh)
     variables = jax.device_put(bundle.variables, sharding.replicated(mesh))
-    embed = jax.jit(lambda v, x: model.apply(v, x, train=False),
-                    in_shardings=(sharding.replicated(mesh), self._batch_sharding))
+    embed = jax.jit(
+        lambda v, x, peak_db: model.apply(v, frontend.normalise_window_levels(x, peak_db),
+                                          train=False),
+        in_shardings=(sharding.replicated(mesh), self._batch_sharding, self._batch_sharding))
     self._embed = functools.partial(embed, variables)
     self._mel = jax.jit(functools.partial(
         frontend.log_mel_frames, n_frames=MEL_CHUNK_FRAMES,
@@ -91,7 +93,8 @@ class Fingerprinter:
   def embed_windows(self, wave: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
     """Embeddings [len(start_frames), d] of the windows starting at those frames.
 
-    Each window is level-normalised as its peak-normalised 0.96 s crop would be.
+    Each window is level-normalised as its peak-normalised 0.96 s crop would be (inside
+    the jitted encoder call, where XLA fuses it into the first layer).
     """
     mel = self.log_mel(wave)
     peak_db = frontend.window_peak_db(wave, start_frames)
@@ -100,9 +103,11 @@ class Fingerprinter:
     for i in range(0, len(start_frames), self.batch_size):
       chunk = start_frames[i:i + self.batch_size]
       batch = np.zeros((self.batch_size, frontend.N_MELS, frontend.WINDOW_FRAMES, 1), np.float32)
-      batch[:len(chunk)] = frontend.normalise_window_levels(
-          frontend.windows_from_mel(mel, chunk), peak_db[i:i + self.batch_size])
-      pending.append((i, len(chunk), self._embed(jax.device_put(batch, self._batch_sharding))))
+      batch[:len(chunk)] = frontend.windows_from_mel(mel, chunk)
+      levels = np.zeros(self.batch_size, np.float32)
+      levels[:len(chunk)] = peak_db[i:i + self.batch_size]
+      pending.append((i, len(chunk), self._embed(jax.device_put(batch, self._batch_sharding),
+                                                 jax.device_put(levels, self._batch_sharding))))
       if len(pending) > IN_FLIGHT:
         row, n, emb = pending.pop(0)
         out[row:row + n] = np.asarray(emb)[:n]

@@ -169,11 +169,12 @@ def normalise_window_levels(windows: np.ndarray, peak_db: np.ndarray,
   """Log-mel windows [N, ...] as if each crop had been peak-normalised before the front end.
 
   `windows` must come from a log-mel computed with `amin=UNCLAMPED_AMIN`; the result
-  is floored at `cfg.amin` as the training front end's output is.
+  is floored at `cfg.amin` as the training front end's output is.  Written in jnp so
+  that, jitted, it fuses into the encoder's first layer.
   """
   floor_db = 10.0 * np.log10(cfg.amin)
-  shift = np.asarray(peak_db, np.float32).reshape((-1,) + (1,) * (windows.ndim - 1))
-  return np.maximum(windows - shift, floor_db).astype(np.float32)
+  shift = jnp.asarray(peak_db, jnp.float32).reshape((-1,) + (1,) * (windows.ndim - 1))
+  return jnp.maximum(windows - shift, floor_db)
 
 
 def fingerprint_windows(wave: np.ndarray) -> np.ndarray:
@@ -184,4 +185,5 @@ def fingerprint_windows(wave: np.ndarray) -> np.ndarray:
   """
   mel = np.asarray(log_mel(jnp.asarray(wave), FrontEndConfig(amin=UNCLAMPED_AMIN)))
   starts = np.arange(num_fingerprints(wave.shape[-1])) * WINDOW_HOP_FRAMES
-  return normalise_window_levels(windows_from_mel(mel, starts), window_peak_db(wave, starts))
+  return np.asarray(normalise_window_levels(windows_from_mel(mel, starts),
+                                            window_peak_db(wave, starts)))
