@@ -3,11 +3,13 @@
   python benchmarks/cpu_inference.py                      # small and paper
   python benchmarks/cpu_inference.py --configs=paper --batches=16,32
 
-Two layouts of the CPU are measured, each in its own child process (XLA reads
+Three layouts of the CPU are measured, each in its own child process (XLA reads
 its flags once): 'threaded' (one XLA device using every core for each op, JAX's
-default) and 'per_core' (one single-threaded device per core, batches split
-over them: what `nafp` uses, nafp_jax/cpu_devices.py).  For each encoder and
-layout it measures, in one run on this machine's CPU:
+default), 'per_core' (one single-threaded device per core, batches split over
+them, XLA's own emitters instead of YNNPACK library fusions: what `nafp` uses,
+nafp_jax/cpu_devices.py) and 'per_core_library_fusions' (the same with XLA's
+default library fusions, to show that choice side by side).  For each encoder
+and layout it measures, in one run on this machine's CPU:
   * the dense matmul FLOP/s (2048x2048 float32) — the roofline;
   * model FLOPs per segment (XLA's cost analysis of the plain forward pass);
   * segments/s of the plain lowering (XLA convolutions, batch 64) and of the
@@ -17,8 +19,9 @@ layout it measures, in one run on this machine's CPU:
     (oneDNN), after checking that it gives the same embeddings;
   * end to end: `Fingerprinter.track_fingerprints` on 60 s of audio (log-mel
     once + windows + encoder), as fingerprints/s and x real time.
-Fraction of roofline = FLOPs/segment x segments/s / matmul FLOP/s.  Each figure
-is the best of `--repeats` timings, so a busy machine disturbs it less.
+Fraction of roofline = FLOPs/segment x segments/s / matmul FLOP/s; the summary
+divides by the fastest matmul of all layouts (each child's own rows by its own).
+Each figure is the best of `--repeats` timings, so a busy machine disturbs it less.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ flags.DEFINE_list("configs", ["small", "paper"], "Config modules under configs/.
 flags.DEFINE_list("batches", ["8", "16", "32", "64"], "Fast-path batch sizes to time.")
 flags.DEFINE_integer("repeats", 3, "Timings per figure; the best is kept.")
 flags.DEFINE_float("min_seconds", 1.5, "Minimum duration of one timing.")
-flags.DEFINE_enum("layout", "both", ["both", "threaded", "per_core"],
-                  "CPU layout to measure; 'both' runs one child process per layout.")
+LAYOUTS = ("threaded", "per_core", "per_core_library_fusions")
+flags.DEFINE_enum("layout", "all", ["all", *LAYOUTS],
+                  "CPU layout to measure; 'all' runs one child process per layout.")
 
 
 def best_rate(fn, items_per_call: int) -> float:
@@ -79,7 +83,7 @@ def encoder_rate(model, variables, batch: int) -> float:
 def run_layouts() -> None:
   """Run one child per layout and print the cross-layout ratios."""
   results = {}
-  for layout in ("threaded", "per_core"):
+  for layout in LAYOUTS:
     argv = [sys.executable, "-m", "benchmarks.cpu_inference", f"--layout={layout}",
             f"--configs={','.join(FLAGS.configs)}", f"--batches={','.join(FLAGS.batches)}",
             f"--repeats={FLAGS.repeats}", f"--min_seconds={FLAGS.min_seconds}"]
@@ -90,24 +94,35 @@ def run_layouts() -> None:
         results[layout] = json.loads(line[len("RESULT "):])
       else:
         print(line)
-  print("\n== summary (best of each path; plain = JAX default: threaded, XLA conv, batch 64)")
+  peak = max(r["matmul_flops"] for r in results.values())
+  print("\n== summary (best of each path; plain = JAX default: threaded, XLA conv, batch 64; "
+        f"roofline = fastest matmul of all layouts, {peak / 1e9:.1f} GFLOP/s)")
   for name in FLAGS.configs:
     thr, per = results["threaded"][name], results["per_core"][name]
+    lib = results["per_core_library_fusions"][name]
     line = (f"{name}: per-core fast end-to-end {per['end_to_end']:.1f} fingerprints/s "
-            f"({0.1 * per['end_to_end']:.1f}x real time, {per['end_to_end_roofline']:.2f} of "
-            f"roofline); vs plain encoder {per['end_to_end'] / thr['plain']:.2f}x")
+            f"({0.1 * per['end_to_end']:.1f}x real time, "
+            f"{per['flops'] * per['end_to_end'] / peak:.2f} of roofline); "
+            f"vs plain encoder {per['end_to_end'] / thr['plain']:.2f}x; "
+            f"vs library fusions {per['end_to_end'] / lib['end_to_end']:.2f}x "
+            f"({lib['end_to_end']:.1f})")
     if "tensorflow" in thr:
       line += f"; vs tensorflow/oneDNN {per['end_to_end'] / thr['tensorflow']:.2f}x"
     print(line)
 
 
 def main(_):
-  if FLAGS.layout == "both":
+  if FLAGS.layout == "all":
     run_layouts()
     return
-  if FLAGS.layout == "per_core":
-    from nafp_jax.cpu_devices import split_cpu_into_devices  # pylint: disable=g-import-not-at-top
-    split_cpu_into_devices()
+  if FLAGS.layout.startswith("per_core"):
+    from nafp_jax import cpu_devices  # pylint: disable=g-import-not-at-top
+    if FLAGS.layout == "per_core_library_fusions":
+      # The per-core devices as before, but XLA's default library fusions.
+      os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} "
+                                 f"--xla_force_host_platform_device_count={len(os.sched_getaffinity(0))} "
+                                 "--xla_cpu_multi_thread_eigen=false").strip()
+    cpu_devices.split_cpu_into_devices()
   import importlib  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from benchmarks.tf_reference import build_tf_encoder  # pylint: disable=g-import-not-at-top
@@ -116,7 +131,7 @@ def main(_):
   from nafp_jax.models import conv, create_model  # pylint: disable=g-import-not-at-top
 
   peak = matmul_flops()
-  summary = {}
+  summary = {"matmul_flops": peak}
   print(f"\n#### layout {FLAGS.layout}: devices {jax.devices()[0].device_kind} x{jax.device_count()}; "
         f"dense matmul (2048^2 float32): {peak / 1e9:.1f} GFLOP/s = roofline")
   x_probe = jnp.asarray(np.random.default_rng(2).standard_normal((4, 64, 96, 1)) * 20 - 40,
@@ -151,7 +166,7 @@ def main(_):
     e32 = fast.apply(variables, x_probe)
     e16 = fast_bf16.apply(variables, x_probe)
     print(f"   bfloat16 vs float32 embeddings: min cosine {float(jnp.min(jnp.sum(e32 * e16, -1))):.4f}")
-    summary[name] = {"plain": rates["plain"], "fast": best_fast[0]}
+    summary[name] = {"plain": rates["plain"], "fast": best_fast[0], "flops": flops}
     if config.model.name == "attention" and FLAGS.layout == "threaded":
       tf_forward = build_tf_encoder(config.model, variables)
       diff = float(np.max(np.abs(tf_forward(tf.constant(np.asarray(x_probe))).numpy() -

@@ -32,6 +32,8 @@ flags.DEFINE_integer("top", 15, "Ops to print.")
 
 
 def main(_):
+  from nafp_jax.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
+  use_xla_cpu_emitters()  # as `nafp` runs (an XLA_FLAGS that names the flag wins)
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
   from nafp_jax.models.conv import lowering_for  # pylint: disable=g-import-not-at-top
   model = create_model(FLAGS.config.model,

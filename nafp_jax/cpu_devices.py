@@ -1,12 +1,25 @@
-"""Run CPU inference as one single-threaded XLA device per core.
+"""How XLA's CPU backend is set up for this project's workloads (flags, read once at start-up).
 
-XLA's CPU backend splits each op of one program over a shared thread pool; the
-fingerprint encoder's many small ops synchronise often, so two cores give far
-less than twice one.  Presenting each core as its own device (and turning off
-intra-op threading) lets the data-parallel Fingerprinter run one batch shard
-per core instead: measured with benchmarks/cpu_inference.py on 2 cores, 1.6x
-the fingerprints/s for `paper` and 1.3x for `small`.  The flags only take
-effect before JAX starts its backends, so the CLI calls this first thing.
+Two measured choices (benchmarks/cpu_inference.py, benchmarks/train_throughput.py):
+
+* One single-threaded XLA device per core for inference.  XLA's CPU backend
+  splits each op of one program over a shared thread pool; the fingerprint
+  encoder's many small ops synchronise often, so two cores give far less than
+  twice one.  Presenting each core as its own device (and turning off intra-op
+  threading) lets the data-parallel Fingerprinter run one batch shard per core
+  instead: on 2 cores, 1.6x the fingerprints/s for `paper` and 1.3x for `small`.
+* XLA's own emitters instead of YNNPACK library fusions, for inference and
+  training.  jaxlib 0.10 hands reductions, some dots and convolutions to
+  YNNPACK by default; the attention's multiply-and-reduce over [B, F, T, C]
+  maps with 8-32 channels ran there at ~1.5 GFLOP/s (0.52 ms for a
+  [8, 64, 96, 8] map on one core).  With no library fusions the `small`
+  encoder's forward pass went from 14.2 to 10.7 ms (batch 8, one core), the
+  `paper` one from 99 to 81 ms, and the `small` training step from 128 to 159
+  segments/s.  The flag is experimental in XLA, so it is set only for jaxlib
+  versions where it was measured (an unknown flag would abort XLA's start-up).
+
+The flags only take effect before JAX starts its backends, so the CLI and the
+trainer call these first thing.
 """
 
 from __future__ import annotations
@@ -14,20 +27,50 @@ from __future__ import annotations
 import os
 
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+_LIBRARY_FUSIONS_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+# jaxlib (major, minor) versions on which the library-fusion flag was measured.
+_LIBRARY_FUSIONS_FLAG_VERSIONS = ((0, 10),)
+
+
+def _backends_started() -> bool:
+  try:
+    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+    return bool(xla_bridge.backends_are_initialized())
+  except (ImportError, AttributeError):
+    return False
+
+
+def _jaxlib_version() -> tuple[int, int]:
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  major, minor = jaxlib.__version__.split(".")[:2]
+  return int(major), int(minor)
+
+
+def _add_flags(*new: str) -> None:
+  os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *new]).strip()
+
+
+def use_xla_cpu_emitters() -> bool:
+  """Keep XLA's CPU ops off YNNPACK library fusions; False if not applied.
+
+  Not applied when the backends have started, when XLA_FLAGS already names the
+  flag (the caller chose), or on a jaxlib where it was not measured.
+  """
+  if (_LIBRARY_FUSIONS_FLAG in os.environ.get("XLA_FLAGS", "") or _backends_started() or
+      _jaxlib_version() not in _LIBRARY_FUSIONS_FLAG_VERSIONS):
+    return False
+  _add_flags(f"{_LIBRARY_FUSIONS_FLAG}=")
+  return True
 
 
 def split_cpu_into_devices(cores: int | None = None) -> bool:
-  """Ask XLA for one single-threaded CPU device per core; False if it is too late or set."""
-  flags = os.environ.get("XLA_FLAGS", "")
-  if _DEVICE_COUNT_FLAG in flags:
+  """Ask XLA for one single-threaded CPU device per core, with XLA's own emitters.
+
+  Returns False (and changes nothing) if it is too late or the caller set a device count.
+  """
+  if _DEVICE_COUNT_FLAG in os.environ.get("XLA_FLAGS", "") or _backends_started():
     return False  # the caller chose a device count (tests use 8)
-  try:
-    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
-    if xla_bridge.backends_are_initialized():
-      return False
-  except (ImportError, AttributeError):
-    pass
   cores = cores or len(os.sched_getaffinity(0))
-  os.environ["XLA_FLAGS"] = (f"{flags} {_DEVICE_COUNT_FLAG}={cores} "
-                             "--xla_cpu_multi_thread_eigen=false").strip()
+  _add_flags(f"{_DEVICE_COUNT_FLAG}={cores}", "--xla_cpu_multi_thread_eigen=false")
+  use_xla_cpu_emitters()
   return True

@@ -25,6 +25,8 @@ from nafp_jax.models.conv import Conv2D, ConvLowering
     ((1, 3), (1, 3), "SAME", (2, 2, 6, 8)),
     ((3, 1), (2, 1), "SAME", (2, 3, 1, 8)),
     ((1, 1), (2, 2), "VALID", (2, 4, 6, 5)),
+    ((3, 3), (1, 1), ((1, 1), (1, 1)), (2, 6, 9, 1)),   # one input channel: the stem
+    ((3, 3), (2, 2), ((1, 1), (1, 1)), (2, 5, 7, 1)),
 ])
 @pytest.mark.parametrize("lowering", [ConvLowering(im2col_max_positions=10_000),
                                       ConvLowering(taps_max_kernel_weights=10_000,

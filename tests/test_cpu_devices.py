@@ -1,0 +1,82 @@
+"""The XLA CPU set-up (nafp_jax/cpu_devices.py): which flags it sets, and that XLA's own
+emitters give the same fingerprints as YNNPACK's library fusions (1e-4 absolute on
+L2-normalised embeddings, as for the conv lowerings)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from nafp_jax import cli, cpu_devices
+from nafp_jax.encoder_bundle import load_encoder
+from nafp_jax.fingerprinter import Fingerprinter
+
+_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+_MEASURED = cpu_devices._jaxlib_version() in cpu_devices._LIBRARY_FUSIONS_FLAG_VERSIONS  # pylint: disable=protected-access
+
+
+@pytest.fixture
+def fresh_start(monkeypatch):
+  """A process whose JAX backends have not started yet, with no XLA_FLAGS."""
+  monkeypatch.setattr(cpu_devices, "_backends_started", lambda: False)
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+
+
+def test_split_cpu_sets_per_core_devices_and_xla_emitters(fresh_start):  # pylint: disable=redefined-outer-name,unused-argument
+  assert cpu_devices.split_cpu_into_devices(cores=3)
+  flags = os.environ["XLA_FLAGS"].split()
+  assert "--xla_force_host_platform_device_count=3" in flags
+  assert "--xla_cpu_multi_thread_eigen=false" in flags
+  assert (f"{_FLAG}=" in flags) == _MEASURED
+
+
+def test_caller_choices_are_kept(fresh_start, monkeypatch):  # pylint: disable=redefined-outer-name,unused-argument
+  monkeypatch.setenv("XLA_FLAGS", f"{_FLAG}=individual_dot --xla_force_host_platform_device_count=8")
+  assert not cpu_devices.split_cpu_into_devices()
+  assert not cpu_devices.use_xla_cpu_emitters()
+  assert os.environ["XLA_FLAGS"] == f"{_FLAG}=individual_dot --xla_force_host_platform_device_count=8"
+
+
+def test_unmeasured_jaxlib_gets_no_experimental_flag(fresh_start, monkeypatch):  # pylint: disable=redefined-outer-name,unused-argument
+  monkeypatch.setattr(cpu_devices, "_jaxlib_version", lambda: (9, 0))
+  assert not cpu_devices.use_xla_cpu_emitters()
+  assert "XLA_FLAGS" not in os.environ
+
+
+def test_too_late_once_backends_started(monkeypatch):
+  monkeypatch.setattr(cpu_devices, "_backends_started", lambda: True)
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  assert not cpu_devices.use_xla_cpu_emitters()
+  assert not cpu_devices.split_cpu_into_devices()
+  assert "XLA_FLAGS" not in os.environ
+
+
+_FINGERPRINT_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from nafp_jax import cli
+    from nafp_jax.encoder_bundle import load_encoder
+    from nafp_jax.fingerprinter import Fingerprinter
+    wave = (0.1 * np.random.default_rng(5).standard_normal(16000 * 3)).astype(np.float32)
+    np.save(sys.argv[1], Fingerprinter(load_encoder(cli.DEFAULT_MODEL)).track_fingerprints(wave))
+""")
+
+
+@pytest.mark.skipif(not _MEASURED, reason="the flag is only set on measured jaxlib versions")
+@pytest.mark.skipif(not (cli.DEFAULT_MODEL / "config.json").exists(),
+                    reason="no shipped model in this checkout")
+def test_xla_emitters_give_the_library_fusions_fingerprints(tmp_path):
+  assert f"{_FLAG}=" in os.environ["XLA_FLAGS"].split()  # conftest: as the CLI runs
+  wave = (0.1 * np.random.default_rng(5).standard_normal(16000 * 3)).astype(np.float32)
+  ours = Fingerprinter(load_encoder(cli.DEFAULT_MODEL)).track_fingerprints(wave)
+  # The same fingerprints in a process with XLA's default (YNNPACK library fusions).
+  default_flags = " ".join(f for f in os.environ["XLA_FLAGS"].split() if not f.startswith(_FLAG))
+  out = tmp_path / "library_fusions.npy"
+  subprocess.run([sys.executable, "-c", _FINGERPRINT_SCRIPT, str(out)], check=True,
+                 env={**os.environ, "XLA_FLAGS": default_flags}, timeout=300)
+  theirs = np.load(out)
+  assert ours.shape == theirs.shape == (21, 128)
+  np.testing.assert_allclose(ours, theirs, atol=1e-4)
