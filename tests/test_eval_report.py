@@ -1,6 +1,8 @@
 """The markdown report puts measured hit rates beside the paper's and states the gap."""
 
-from nafp_jax.evaluation import report
+import pytest
+
+from nafp_jax.evaluation import comparison, report
 
 
 def _row(condition, length_s, column, segment, audio, method="m"):
@@ -33,3 +35,40 @@ def test_markdown_tables_sit_beside_the_papers_figures_with_the_gap():
 def test_markdown_without_reported_figures_has_no_gap_line():
   text = report.format_markdown([_row("noise", 2.0, 10.0, 0.5, 0.7)], reported={})
   assert "| m | 2 s | 50.0 |" in text and "Measured minus" not in text
+
+
+def test_csv_round_trip_keeps_types(tmp_path):
+  rows = [_row("noise", 0.96, 5.0, 0.284, 0.638), _row("reverb", 2.0, 0.4, 0.74, 0.96),
+          _row("noise+reverb", 5.0, 20.0, 0.9, 0.99)]
+  report.write_csv(rows, tmp_path / "hit_rates.csv")
+  assert report.read_csv(tmp_path / "hit_rates.csv") == rows
+
+
+def test_read_csv_names_a_file_that_is_not_a_hit_rate_csv(tmp_path):
+  path = tmp_path / "other.csv"
+  path.write_text("a,b\n1,2\n")
+  with pytest.raises(ValueError, match=r"other\.csv: not a hit-rate CSV"):
+    report.read_csv(path)
+
+
+def test_merge_joins_runs_and_refuses_conflicting_cells():
+  first = [_row("noise", 2.0, 0.0, 0.39, 0.66, "a"), _row("noise", 2.0, 5.0, 0.65, 0.89, "a")]
+  second = [_row("noise", 2.0, 5.0, 0.65, 0.89, "a"), _row("reverb", 2.0, 0.5, 0.7, 0.9, "a")]
+  merged = comparison.merge([first, second])
+  assert merged == first + second[1:]
+  conflicting = [_row("noise", 2.0, 0.0, 0.40, 0.66, "a")]
+  with pytest.raises(ValueError, match="given twice with different results"):
+    comparison.merge([first, conflicting])
+
+
+def test_head_to_head_counts_cells_both_methods_have():
+  rows = [_row("noise", 2.0, 0.0, 0.40, 0.70, "a"), _row("noise", 2.0, 0.0, 0.50, 0.70, "b"),
+          _row("noise", 3.0, 0.0, 0.60, 0.90, "a"), _row("noise", 3.0, 0.0, 0.55, 0.80, "b"),
+          _row("reverb", 3.0, 0.2, 0.80, 0.95, "a")]  # b lacks this cell: not compared
+  h = comparison.head_to_head(rows, "a", "b")
+  assert (h["ahead"], h["behind"], h["tied"], h["comparisons"]) == (2, 1, 1, 4)
+  assert [round(d, 6) for d in h["diffs"]] == [-10.0, 0.0, 5.0, 10.0]
+  assert comparison.describe(rows, "a", "b") == (
+      "a vs b: ahead in 2, behind in 1, tied in 1 of 4 (cell, level) comparisons; "
+      "difference -10.0 to +10.0 points, mean +1.2")
+  assert comparison.describe(rows, "a", "c") == "a vs c: no cell in common"

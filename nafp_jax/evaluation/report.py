@@ -96,6 +96,21 @@ def write_csv(rows: Sequence[dict], path: Path) -> None:
     writer.writerows(rows)
 
 
+def read_csv(path: Path) -> list[dict]:
+  """Rows written by `write_csv` (`nafp eval`'s hit_rates.csv), with their types restored."""
+  def number(text: str) -> float | None:
+    return float(text) if text != "" else None
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    missing = set(FIELDS) - set(reader.fieldnames or [])
+    if missing:
+      raise ValueError(f"{path}: not a hit-rate CSV (no column(s) {sorted(missing)})")
+    return [{"method": r["method"], "condition": r["condition"], "snr_db": number(r["snr_db"]),
+             "t60_s": number(r["t60_s"]), "length_s": number(r["length_s"]),
+             "queries": int(r["queries"]), "segment_hit_rate": float(r["segment_hit_rate"]),
+             "audio_hit_rate": float(r["audio_hit_rate"])} for r in reader]
+
+
 def plot(rows: Sequence[dict], folder: Path) -> list[Path]:
   """hit rate vs SNR (or T60) per query length, one line per method; one PNG per condition."""
   import matplotlib  # pylint: disable=g-import-not-at-top
