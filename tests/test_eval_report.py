@@ -72,3 +72,12 @@ def test_head_to_head_counts_cells_both_methods_have():
       "a vs b: ahead in 2, behind in 1, tied in 1 of 4 (cell, level) comparisons; "
       "difference -10.0 to +10.0 points, mean +1.2")
   assert comparison.describe(rows, "a", "c") == "a vs c: no cell in common"
+
+
+def test_markdown_states_the_gap_per_method_when_several():
+  rows = [_row("noise+reverb", 3.0, 0.0, 0.60, 0.90, "a"), _row("noise+reverb", 3.0, 0.0, 0.70, 0.80, "b")]
+  text = report.format_markdown(rows)
+  segment = text.split("Segment-level top-1 hit rate (%), noise+reverb, T60 0.5 s")[1].split("level")[0]
+  assert "| a | 3 s | 60.0 |" in segment and "| b | 3 s | 70.0 |" in segment
+  assert "Measured a minus paper: attention: -7.9 to -7.9 points over 1 cell." in segment
+  assert "Measured b minus paper: attention: +2.1 to +2.1 points over 1 cell." in segment

@@ -50,8 +50,9 @@ def format_markdown(rows: Sequence[dict],
   """Markdown tables (level x condition; rows = method and query length) beside the paper's.
 
   `reported` is keyed like `paper_reference.REPORTED` (the default); its rows for the query
-  lengths measured here are added under each table, and each table ends with the measured minus the paper's attention model, in
-  points, over the cells both have (length None in `reported` = any query length).
+  lengths measured here are added under each table, and each table ends with the measured
+  minus the paper's attention model, in points, over the cells both have (one line per method
+  when there are several; length None in `reported` = any query length).
   """
   from nafp_jax.evaluation import paper_reference  # pylint: disable=g-import-not-at-top
   reported = paper_reference.REPORTED if reported is None else reported
@@ -67,7 +68,7 @@ def format_markdown(rows: Sequence[dict],
       out.append(_title(f"{level.capitalize()}-level", condition, sub) + "\n")
       out.append("| method | length | " + " | ".join(f"{c:g}" for c in cols) + " |")
       out.append("|---|---|" + "---|" * len(cols))
-      gaps = []
+      gaps = {}  # method -> measured minus the paper's attention model, per cell
       for method in dict.fromkeys(r["method"] for r in sub):
         for length in sorted(dict.fromkeys(r["length_s"] for r in sub)):
           cells = {_column(r): 100 * r[key] for r in sub
@@ -75,15 +76,19 @@ def format_markdown(rows: Sequence[dict],
           out.append(f"| {method} | {length:g} s | " +
                      " | ".join(f"{cells[c]:.1f}" if c in cells else "–" for c in cols) + " |")
           paper = refs.get(length, refs.get(None, {})).get(paper_reference.PAPER, {})
-          gaps += [cells[c] - paper[c] for c in cells if c in paper]
+          gaps.setdefault(method, []).extend(cells[c] - paper[c] for c in cells if c in paper)
       for length, by_method in sorted(refs.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
         for method, values in by_method.items():
           shown = "not stated" if length is None else f"{length:g} s"
           out.append(f"| {method} | {shown} | " +
                      " | ".join(f"{values[c]:.1f}" if c in values else "–" for c in cols) + " |")
+      gaps = {m: g for m, g in gaps.items() if g}
       if gaps:
-        out.append(f"\nMeasured minus {paper_reference.PAPER}: {min(gaps):+.1f} to "
-                   f"{max(gaps):+.1f} points over {len(gaps)} cell{'s' * (len(gaps) > 1)}.")
+        out.append("")
+      for method, g in gaps.items():
+        who = f"{method} " if len(gaps) > 1 else ""
+        out.append(f"Measured {who}minus {paper_reference.PAPER}: {min(g):+.1f} to "
+                   f"{max(g):+.1f} points over {len(g)} cell{'s' * (len(g) > 1)}.")
       out.append("")
   return "\n".join(out)
 
