@@ -23,12 +23,19 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("csvs", nargs="+", type=Path, help="hit_rates.csv files of `nafp eval`")
   parser.add_argument("--out", required=True, type=Path, help="folder for the merged outputs")
+  parser.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
+                      help="show method OLD as NEW (repeatable), e.g. a run's label as a model name")
   args = parser.parse_args(argv)
+  names = dict(item.split("=", 1) for item in args.rename if "=" in item)
+  if len(names) != len(args.rename):
+    print("error: --rename takes OLD=NEW", file=sys.stderr)
+    return 2
   try:
     rows = comparison.merge([report.read_csv(p) for p in args.csvs])
   except (OSError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  rows = [{**r, "method": names.get(r["method"], r["method"])} for r in rows]
   args.out.mkdir(parents=True, exist_ok=True)
   report.write_csv(rows, args.out / "hit_rates.csv")
   (args.out / "hit_rates.md").write_text(report.format_markdown(rows))

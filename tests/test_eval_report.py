@@ -1,5 +1,9 @@
 """The markdown report puts measured hit rates beside the paper's and states the gap."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from nafp_jax.evaluation import comparison, report
@@ -81,3 +85,22 @@ def test_markdown_states_the_gap_per_method_when_several():
   assert "| a | 3 s | 60.0 |" in segment and "| b | 3 s | 70.0 |" in segment
   assert "Measured a minus paper: attention: -7.9 to -7.9 points over 1 cell." in segment
   assert "Measured b minus paper: attention: +2.1 to +2.1 points over 1 cell." in segment
+
+
+def test_compare_script_merges_runs_renames_and_refuses_conflicts(tmp_path):
+  a = [_row("noise+reverb", 3.0, 0.0, 0.50, 0.80, "run-a"), _row("noise+reverb", 3.0, 5.0, 0.6, 0.9, "run-a")]
+  b = [_row("noise+reverb", 3.0, 0.0, 0.55, 0.85, "run-b")]
+  report.write_csv(a, tmp_path / "a.csv")
+  report.write_csv(b, tmp_path / "b.csv")
+  script = Path(__file__).resolve().parents[1] / "scripts" / "compare_eval_runs.py"
+  done = subprocess.run([sys.executable, str(script), str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
+                         "--out", str(tmp_path / "out"), "--rename", "run-b=baseline"],
+                        capture_output=True, text=True, check=True, timeout=120)
+  assert "run-a vs baseline: ahead in 0, behind in 2, tied in 0 of 2" in done.stdout
+  assert len(report.read_csv(tmp_path / "out" / "hit_rates.csv")) == 3
+  assert "| baseline | 3 s | 55.0 |" in (tmp_path / "out" / "hit_rates.md").read_text()
+  assert (tmp_path / "out" / "hit_rate_noise_reverb.png").stat().st_size > 0
+  report.write_csv([_row("noise+reverb", 3.0, 0.0, 0.51, 0.80, "run-a")], tmp_path / "c.csv")
+  refused = subprocess.run([sys.executable, str(script), str(tmp_path / "a.csv"), str(tmp_path / "c.csv"),
+                            "--out", str(tmp_path / "out2")], capture_output=True, text=True, timeout=120)
+  assert refused.returncode == 1 and "given twice with different results" in refused.stderr

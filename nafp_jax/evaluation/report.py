@@ -116,8 +116,15 @@ def read_csv(path: Path) -> list[dict]:
              "audio_hit_rate": float(r["audio_hit_rate"])} for r in reader]
 
 
-def plot(rows: Sequence[dict], folder: Path) -> list[Path]:
-  """hit rate vs SNR (or T60) per query length, one line per method; one PNG per condition."""
+def plot(rows: Sequence[dict], folder: Path, reported: dict | None = None) -> list[Path]:
+  """Segment-level hit rate vs SNR (or T60) per query length; one PNG per condition.
+
+  One solid line per method; the paper's reported segment-level figures for the same
+  condition and query length (`reported`, default `paper_reference.REPORTED`) as dashed
+  lines beside them.
+  """
+  from nafp_jax.evaluation import paper_reference  # pylint: disable=g-import-not-at-top
+  reported = paper_reference.REPORTED if reported is None else reported
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -133,11 +140,18 @@ def plot(rows: Sequence[dict], folder: Path) -> list[Path]:
         pts = sorted((_column(r), r["segment_hit_rate"]) for r in sub
                      if r["method"] == method and r["length_s"] == length)
         ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=method)
+      for method, values in reported.get(("segment", condition, length), {}).items():
+        ax.plot(sorted(values), [values[c] for c in sorted(values)], linestyle="--",
+                marker="x", label=method)
       ax.set_title(f"{length:g} s queries")
       ax.set_xlabel("T60 (s)" if condition == "reverb" else "SNR (dB)")
       ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("segment-level top-1 hit rate (%)")
-    axes[0][-1].legend(fontsize="small")
+    handles = {}  # every line's label once, whichever panel drew it (paper rows differ by length)
+    for ax in axes[0]:
+      for handle, label in zip(*ax.get_legend_handles_labels()):
+        handles.setdefault(label, handle)
+    axes[0][-1].legend(list(handles.values()), list(handles), fontsize="small")
     fig.suptitle(condition)
     fig.tight_layout()
     path = folder / f"hit_rate_{condition.replace('+', '_')}.png"
