@@ -163,8 +163,10 @@ def _single_channel_taps(x: jax.Array, kernel: jax.Array, strides: tuple[int, in
   In NHWC every tap is a broadcast of the single input channel over the few output
   channels, the minor axis, so XLA's loop fills a fraction of each vector register;
   with W minor it vectorises over time.  The `small` stem (3x3, 1 -> 8) with its
-  BatchNorm and ReLU: 1.26 ms as the NHWC scan, 0.14 ms this way (batch 8, one core).
-  Unrolled, as its consumers recompute only this cheap sum.
+  BatchNorm and ReLU, timed alone: 1.26 ms as the NHWC scan, 0.14 ms this way (batch
+  8, one core); in the encoder XLA fuses the sum into the next conv's padding, and
+  stem + padding went from 1.44 to 0.68 ms per pass (benchmarks/encoder_profile.py).
+  Unrolled, as a consumer that recomputes it recomputes only this cheap sum.
   """
   kh, kw, _, cout = kernel.shape
   sh, sw = strides
