@@ -7,10 +7,11 @@ random waveforms, after one compile-and-warm-up step, and prints segments/s
 (2 per pair).  With --pipeline it also times the tf.data pair pipeline of the
 config on its own (pairs/s) and prints the pipeline/step ratio.  With
 --compare_plain it also times the same step with plain XLA convolutions in the
-same process and prints the ratio.  On CPU the step runs with XLA's own emitters,
-as the trainer does (nafp_jax/cpu_devices.py); --xla_library_fusions times it
-with XLA's default YNNPACK library fusions instead (XLA reads its flags once per
-process, so that is a second run).
+same process and prints the ratio.  --xla_emitters times the step with XLA's own
+CPU emitters instead of YNNPACK library fusions, as `nafp` runs inference
+(nafp_jax/cpu_devices.py; faster, but the trainer keeps XLA's default for the
+accuracy of its BatchNorm statistics; XLA reads its flags once per process, so
+the comparison is a second run).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ flags.DEFINE_integer("steps", 10, "Timed steps.")
 flags.DEFINE_bool("pipeline", False, "Also time the input pipeline alone.")
 flags.DEFINE_bool("plain_convs", False, "Time XLA's convolutions everywhere instead of the "
                   "trainer's conv lowering for this platform (models/conv.py).")
-flags.DEFINE_bool("xla_library_fusions", False, "Leave XLA's default YNNPACK library "
-                  "fusions on (the trainer turns them off on CPU).")
+flags.DEFINE_bool("xla_emitters", False, "Use XLA's own CPU emitters instead of YNNPACK "
+                  "library fusions (what inference uses; the trainer does not).")
 flags.DEFINE_bool("compare_plain", False, "Also time the step with plain XLA convolutions, "
                   "alternating with the chosen lowering, and print the ratio.")
 
@@ -68,9 +69,9 @@ def _timed_step(config, batch: int, lowering, mesh):
 
 
 def main(_):
-  if not FLAGS.xla_library_fusions:
+  if FLAGS.xla_emitters:
     from nafp_jax.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
-    use_xla_cpu_emitters()  # as nafp_jax.main does, before the backends start
+    use_xla_cpu_emitters()  # before the backends start
   from nafp_jax import sharding, train  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import conv  # pylint: disable=g-import-not-at-top
   config = FLAGS.config

@@ -8,18 +8,24 @@ Two measured choices (benchmarks/cpu_inference.py, benchmarks/train_throughput.p
   twice one.  Presenting each core as its own device (and turning off intra-op
   threading) lets the data-parallel Fingerprinter run one batch shard per core
   instead: on 2 cores, 1.6x the fingerprints/s for `paper` and 1.3x for `small`.
-* XLA's own emitters instead of YNNPACK library fusions, for inference and
-  training.  jaxlib 0.10 hands reductions, some dots and convolutions to
-  YNNPACK by default; the attention's multiply-and-reduce over [B, F, T, C]
-  maps with 8-32 channels ran there at ~1.5 GFLOP/s (0.52 ms for a
-  [8, 64, 96, 8] map on one core).  With no library fusions the `small`
-  encoder's forward pass went from 14.2 to 10.7 ms (batch 8, one core), the
-  `paper` one from 99 to 81 ms, and the `small` training step from 128 to 159
-  segments/s.  The flag is experimental in XLA, so it is set only for jaxlib
-  versions where it was measured (an unknown flag would abort XLA's start-up).
+* XLA's own emitters instead of YNNPACK library fusions, for inference.
+  jaxlib 0.10 hands reductions, some dots and convolutions to YNNPACK by
+  default; the attention's multiply-and-reduce over [B, F, T, C] maps with 8-32
+  channels ran there at ~1.5 GFLOP/s (0.52 ms for a [8, 64, 96, 8] map on one
+  core).  With no library fusions the `small` encoder's forward pass went from
+  14.2 to 10.7 ms (batch 8, one core) and the `paper` one from 99 to 81 ms.
+  Not for training: XLA's own reduction loops sum the BatchNorm batch
+  statistics (over B x F x T, 49k-786k values per channel) one value after
+  another in float32, and the train step on one device moved by 1.9e-3 of its
+  loss against YNNPACK's (which agrees with the 8-device step to 3e-5;
+  tests/test_loss.py), although the step was 1.26x faster.  Inference uses the
+  stored statistics and only short reductions (the attention's, over 64-96
+  values): its fingerprints agree to 1e-4 (tests/test_cpu_devices.py).  The
+  flag is experimental in XLA, so it is set only for jaxlib versions where it
+  was measured (an unknown flag would abort XLA's start-up).
 
-The flags only take effect before JAX starts its backends, so the CLI and the
-trainer call these first thing.
+The flags only take effect before JAX starts its backends, so the CLI calls
+these first thing.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def _add_flags(*new: str) -> None:
 
 
 def use_xla_cpu_emitters() -> bool:
-  """Keep XLA's CPU ops off YNNPACK library fusions; False if not applied.
+  """Keep XLA's CPU ops off YNNPACK library fusions (inference); False if not applied.
 
   Not applied when the backends have started, when XLA_FLAGS already names the
   flag (the caller chose), or on a jaxlib where it was not measured.

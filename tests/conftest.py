@@ -1,4 +1,4 @@
-"""Test set-up: 8 simulated CPU devices, XLA's own CPU emitters and a private data cache.
+"""Test set-up: 8 simulated CPU devices and a private data cache.
 
 XLA_FLAGS must be set before JAX initialises its backend, hence at import time.
 """
@@ -20,10 +20,6 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
-
-# The XLA CPU set-up the CLI and the trainer use (subprocesses inherit it through XLA_FLAGS).
-from nafp_jax.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top,wrong-import-position
-use_xla_cpu_emitters()
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
