@@ -116,13 +116,8 @@ def main(_):
     run_layouts()
     return
   if FLAGS.layout.startswith("per_core"):
-    from nafp_jax import cpu_devices  # pylint: disable=g-import-not-at-top
-    if FLAGS.layout == "per_core_library_fusions":
-      # The per-core devices as before, but XLA's default library fusions.
-      os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} "
-                                 f"--xla_force_host_platform_device_count={len(os.sched_getaffinity(0))} "
-                                 "--xla_cpu_multi_thread_eigen=false").strip()
-    cpu_devices.split_cpu_into_devices()
+    from nafp_jax.cpu_devices import split_cpu_into_devices  # pylint: disable=g-import-not-at-top
+    split_cpu_into_devices(xla_emitters=FLAGS.layout == "per_core")
   import importlib  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from benchmarks.tf_reference import build_tf_encoder  # pylint: disable=g-import-not-at-top

@@ -29,11 +29,14 @@ config_flags.DEFINE_config_file("config", "configs/paper.py", "Config whose enco
 flags.DEFINE_integer("batch", 8, "Segments per forward pass.")
 flags.DEFINE_integer("steps", 5, "Profiled passes.")
 flags.DEFINE_integer("top", 15, "Ops to print.")
+flags.DEFINE_bool("xla_library_fusions", False, "Keep XLA's default YNNPACK library fusions "
+                  "instead of the XLA emitters `nafp` uses for inference.")
 
 
 def main(_):
-  from nafp_jax.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
-  use_xla_cpu_emitters()  # as `nafp` runs (an XLA_FLAGS that names the flag wins)
+  if not FLAGS.xla_library_fusions:
+    from nafp_jax.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
+    use_xla_cpu_emitters()  # as `nafp` runs (an XLA_FLAGS that names the flag wins)
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
   from nafp_jax.models.conv import lowering_for  # pylint: disable=g-import-not-at-top
   model = create_model(FLAGS.config.model,

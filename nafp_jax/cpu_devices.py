@@ -13,12 +13,13 @@ Two measured choices (benchmarks/cpu_inference.py, benchmarks/train_throughput.p
   default; the attention's multiply-and-reduce over [B, F, T, C] maps with 8-32
   channels ran there at ~1.5 GFLOP/s (0.52 ms for a [8, 64, 96, 8] map on one
   core).  With no library fusions the `small` encoder's forward pass went from
-  14.2 to 10.7 ms (batch 8, one core) and the `paper` one from 99 to 81 ms.
-  Not for training: XLA's own reduction loops sum the BatchNorm batch
-  statistics (over B x F x T, 49k-786k values per channel) one value after
-  another in float32, and the train step on one device moved by 1.9e-3 of its
-  loss against YNNPACK's (which agrees with the 8-device step to 3e-5;
-  tests/test_loss.py), although the step was 1.26x faster.  Inference uses the
+  13.6-13.9 to 11.7-11.9 ms (batch 8, one core) and the `paper` one from
+  110-118 to 85-87 ms (benchmarks/encoder_profile.py).  Not for training: XLA's
+  own reduction loops sum the BatchNorm batch statistics (over B x F x T,
+  49k-786k values per channel) one value after another in float32, and the
+  one-device train step's loss then differs from the 8-device one by 1.9e-3
+  (tests/test_loss.py fails under the flag, tolerance 1e-4), although the step
+  was 1.30x faster (benchmarks/train_throughput.py).  Inference uses the
   stored statistics and only short reductions (the attention's, over 64-96
   values): its fingerprints agree to 1e-4 (tests/test_cpu_devices.py).  The
   flag is experimental in XLA, so it is set only for jaxlib versions where it
@@ -69,14 +70,16 @@ def use_xla_cpu_emitters() -> bool:
   return True
 
 
-def split_cpu_into_devices(cores: int | None = None) -> bool:
-  """Ask XLA for one single-threaded CPU device per core, with XLA's own emitters.
+def split_cpu_into_devices(cores: int | None = None, xla_emitters: bool = True) -> bool:
+  """Ask XLA for one single-threaded CPU device per core (and, by default, its own emitters).
 
+  `xla_emitters=False` keeps XLA's default library fusions (benchmarks compare the two).
   Returns False (and changes nothing) if it is too late or the caller set a device count.
   """
   if _DEVICE_COUNT_FLAG in os.environ.get("XLA_FLAGS", "") or _backends_started():
     return False  # the caller chose a device count (tests use 8)
   cores = cores or len(os.sched_getaffinity(0))
   _add_flags(f"{_DEVICE_COUNT_FLAG}={cores}", "--xla_cpu_multi_thread_eigen=false")
-  use_xla_cpu_emitters()
+  if xla_emitters:
+    use_xla_cpu_emitters()
   return True

@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
   if len(names) != len(args.rename):
     print("error: --rename takes OLD=NEW", file=sys.stderr)
     return 2
+  clobbered = [p for p in args.csvs if p.resolve().parent == args.out.resolve()]
+  if clobbered:
+    print(f"error: --out {args.out} holds input {clobbered[0]}; it would be overwritten",
+          file=sys.stderr)
+    return 2
   try:
     rows = comparison.merge([report.read_csv(p) for p in args.csvs])
   except (OSError, ValueError) as e:

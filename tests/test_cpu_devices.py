@@ -34,6 +34,12 @@ def test_split_cpu_sets_per_core_devices_and_xla_emitters(fresh_start):  # pylin
   assert (f"{_FLAG}=" in flags) == _MEASURED
 
 
+def test_split_cpu_can_keep_the_library_fusions(fresh_start):  # pylint: disable=redefined-outer-name,unused-argument
+  assert cpu_devices.split_cpu_into_devices(cores=2, xla_emitters=False)
+  assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2",
+                                             "--xla_cpu_multi_thread_eigen=false"]
+
+
 def test_caller_choices_are_kept(fresh_start, monkeypatch):  # pylint: disable=redefined-outer-name,unused-argument
   monkeypatch.setenv("XLA_FLAGS", f"{_FLAG}=individual_dot --xla_force_host_platform_device_count=8")
   assert not cpu_devices.split_cpu_into_devices()

@@ -104,3 +104,22 @@ def test_compare_script_merges_runs_renames_and_refuses_conflicts(tmp_path):
   refused = subprocess.run([sys.executable, str(script), str(tmp_path / "a.csv"), str(tmp_path / "c.csv"),
                             "--out", str(tmp_path / "out2")], capture_output=True, text=True, timeout=120)
   assert refused.returncode == 1 and "given twice with different results" in refused.stderr
+
+
+def test_read_csv_names_the_file_and_line_of_a_bad_row(tmp_path):
+  path = tmp_path / "hit_rates.csv"
+  report.write_csv([_row("noise", 2.0, 0.0, 0.39, 0.66)], path)
+  path.write_text(path.read_text() + "m,noise,5.0,,2.0,many,0.5,0.7\n")
+  with pytest.raises(ValueError, match=r"hit_rates\.csv:3: bad hit-rate row"):
+    report.read_csv(path)
+
+
+def test_compare_script_never_writes_over_an_input(tmp_path):
+  run = tmp_path / "run"
+  report.write_csv([_row("noise", 2.0, 0.0, 0.39, 0.66)], run / "hit_rates.csv")
+  before = (run / "hit_rates.csv").read_text()
+  script = Path(__file__).resolve().parents[1] / "scripts" / "compare_eval_runs.py"
+  done = subprocess.run([sys.executable, str(script), str(run / "hit_rates.csv"), "--out", str(run),
+                         "--rename", "m=other"], capture_output=True, text=True, timeout=120)
+  assert done.returncode == 2 and "would be overwritten" in done.stderr
+  assert (run / "hit_rates.csv").read_text() == before

@@ -110,10 +110,17 @@ def read_csv(path: Path) -> list[dict]:
     missing = set(FIELDS) - set(reader.fieldnames or [])
     if missing:
       raise ValueError(f"{path}: not a hit-rate CSV (no column(s) {sorted(missing)})")
-    return [{"method": r["method"], "condition": r["condition"], "snr_db": number(r["snr_db"]),
-             "t60_s": number(r["t60_s"]), "length_s": number(r["length_s"]),
-             "queries": int(r["queries"]), "segment_hit_rate": float(r["segment_hit_rate"]),
-             "audio_hit_rate": float(r["audio_hit_rate"])} for r in reader]
+    rows = []
+    for line, r in enumerate(reader, start=2):
+      try:
+        rows.append({"method": r["method"], "condition": r["condition"],
+                     "snr_db": number(r["snr_db"]), "t60_s": number(r["t60_s"]),
+                     "length_s": number(r["length_s"]), "queries": int(r["queries"]),
+                     "segment_hit_rate": float(r["segment_hit_rate"]),
+                     "audio_hit_rate": float(r["audio_hit_rate"])})
+      except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}:{line}: bad hit-rate row ({e})") from None
+    return rows
 
 
 def plot(rows: Sequence[dict], folder: Path, reported: dict | None = None) -> list[Path]:

@@ -162,20 +162,19 @@ def _single_channel_taps(x: jax.Array, kernel: jax.Array, strides: tuple[int, in
 
   In NHWC every tap is a broadcast of the single input channel over the few output
   channels, the minor axis, so XLA's loop fills a fraction of each vector register;
-  with W minor it vectorises over time.  The `small` stem (3x3, 1 -> 8) with its
-  BatchNorm and ReLU, timed alone: 1.26 ms as the NHWC scan, 0.14 ms this way (batch
-  8, one core); in the encoder XLA fuses the sum into the next conv's padding, and
-  stem + padding went from 1.44 to 0.68 ms per pass (benchmarks/encoder_profile.py).
+  with W minor it vectorises over time.  In the `small` encoder (3x3, 1 -> 8) XLA fuses
+  this sum, with BatchNorm and ReLU, into the next conv's padding: stem + padding went
+  from 1.44 to 0.68 ms per pass (batch 8, one core, benchmarks/encoder_profile.py).
   Unrolled, as a consumer that recomputes it recomputes only this cheap sum.
   """
-  kh, kw, _, cout = kernel.shape
+  kh, kw = kernel.shape[:2]
   sh, sw = strides
   xp, ho, wo = _padded(x, (kh, kw), strides, padding)
   plane = xp[..., 0]
   out = sum(kernel[i, j, 0][:, None, None, None] *
             plane[None, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
             for i in range(kh) for j in range(kw))
-  return jnp.transpose(out, (1, 2, 3, 0)).reshape(x.shape[0], ho, wo, cout)
+  return jnp.transpose(out, (1, 2, 3, 0))
 
 
 class Conv2D(nn.Module):
