@@ -7,7 +7,11 @@ random waveforms, after one compile-and-warm-up step, and prints segments/s
 (2 per pair).  With --pipeline it also times the tf.data pair pipeline of the
 config on its own (pairs/s) and prints the pipeline/step ratio.  With
 --compare_plain it also times the same step with plain XLA convolutions in the
-same process and prints the ratio.  --xla_emitters times the step with XLA's own
+same process and prints the ratio.  It also prints the model-FLOPs utilisation
+(MFU): XLA's cost analysis of the compiled step (FLOPs per step, all devices)
+times steps/s, over (a) the dense matmul FLOP/s measured on the same devices in
+the step's dtype in the same run and (b) the vendor's dense peak where the device
+kind is known (H100/H200 SXM).  --xla_emitters times the step with XLA's own
 CPU emitters instead of YNNPACK library fusions, as `nafp` runs inference
 (nafp_jax/cpu_devices.py; faster, but the trainer keeps XLA's default for the
 accuracy of its BatchNorm statistics; XLA reads its flags once per process, so
@@ -37,8 +41,41 @@ flags.DEFINE_bool("compare_plain", False, "Also time the step with plain XLA con
                   "alternating with the chosen lowering, and print the ratio.")
 
 
+# Vendor dense peaks per device, FLOP/s, by dtype (NVIDIA H100/H200 SXM datasheets:
+# bfloat16 tensor cores 989.4 T, float32 without tensor cores 66.9 T; float32
+# matmuls that XLA runs as TF32 on tensor cores peak at 494.7 T).
+_PEAK_FLOPS = {"h100": {"bfloat16": 989.4e12, "float32": 66.9e12},
+               "h200": {"bfloat16": 989.4e12, "float32": 66.9e12}}
+
+
+def vendor_peak_flops(device_kind: str, dtype: str) -> float | None:
+  """The datasheet dense peak of one device of this kind in dtype, or None if unknown."""
+  kind = device_kind.lower()
+  for name, peaks in _PEAK_FLOPS.items():
+    if name in kind:
+      return peaks.get(dtype)
+  return None
+
+
+def measured_matmul_flops(mesh, dtype: str, n: int) -> float:
+  """FLOP/s of a dense n x n matmul per device, sharded over the mesh's batch axis."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from nafp_jax import sharding  # pylint: disable=g-import-not-at-top
+  devices = mesh.devices.size
+  a = jax.device_put(jnp.ones((devices, n, n), dtype), sharding.batch_sharded(mesh))
+  f = jax.jit(lambda a: jnp.einsum("bij,bjk->bik", a, a))
+  jax.block_until_ready(f(a))
+  best = float("inf")
+  for _ in range(3):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(a))
+    best = min(best, time.perf_counter() - t0)
+  return 2 * n ** 3 / best
+
+
 def _timed_step(config, batch: int, lowering, mesh):
-  """Returns (compile_s, run) where run(steps) times `steps` train steps in seconds."""
+  """Returns (compile_s, flops, run): XLA's FLOPs per step (all devices) and run(steps),
+  which times `steps` train steps in seconds."""
   from nafp_jax import frontend, optimizers, sharding, train  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
   model = create_model(config.model, lowering=lowering)
@@ -53,6 +90,9 @@ def _timed_step(config, batch: int, lowering, mesh):
           for k in ("anchor", "positive")}
   data = jax.device_put(data, sharding.batch_sharded(mesh))
   holder = {"state": state}
+  cost = step.lower(state, data).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost["flops"]) * mesh.devices.size  # the SPMD program is one device's
   t0 = time.perf_counter()
   holder["state"], metrics = step(holder["state"], data)
   jax.block_until_ready(metrics)
@@ -65,7 +105,7 @@ def _timed_step(config, batch: int, lowering, mesh):
     jax.block_until_ready(metrics)
     return time.perf_counter() - t0
 
-  return compile_s, run
+  return compile_s, flops, run
 
 
 def main(_):
@@ -88,7 +128,7 @@ def main(_):
   elapsed = {m: 0.0 for m in lowerings}
   for _ in range(rounds):
     for m in lowerings:
-      elapsed[m] += runs[m][1](FLAGS.steps)
+      elapsed[m] += runs[m][2](FLAGS.steps)
   seg_s = {}
   for m in lowerings:
     step_s = elapsed[m] / (rounds * FLAGS.steps)
@@ -97,6 +137,19 @@ def main(_):
           f"step {step_s * 1000:.0f} ms; train throughput {seg_s[m]:.1f} segments/s")
   if len(lowerings) > 1:
     print(f"chosen/plain throughput ratio: {seg_s[chosen] / seg_s[conv.PLAIN]:.2f}")
+  step_s = elapsed[chosen] / (rounds * FLAGS.steps)
+  flops = runs[chosen][1]
+  dtype = str(config.model.dtype)
+  devices = mesh.devices.size
+  achieved = flops / step_s
+  matmul = measured_matmul_flops(mesh, dtype, 4096 if jax.default_backend() != "cpu" else 2048)
+  line = (f"model FLOPs: {flops / (2 * batch) / 1e9:.2f} GFLOP per segment (XLA cost analysis "
+          f"of the step), {achieved / 1e12:.3f} TFLOP/s achieved; MFU vs measured {dtype} "
+          f"matmul ({matmul / 1e12:.2f} TFLOP/s per device): {achieved / (matmul * devices):.1%}")
+  peak = vendor_peak_flops(jax.devices()[0].device_kind, dtype)
+  if peak:
+    line += f"; MFU vs datasheet peak ({peak / 1e12:.1f} TFLOP/s per device): {achieved / (peak * devices):.1%}"
+  print(line)
   seg_s = seg_s[chosen]
   if FLAGS.pipeline:
     from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
