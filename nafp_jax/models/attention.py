@@ -34,8 +34,10 @@ class SpectralTemporalAttention(nn.Module):
     # (on CPU those copies were a quarter of the paper encoder's time).
     spect_logits = jnp.tanh(jnp.sum(xs * w_spect.astype(self.dtype)[None, None], axis=2))
     temp_logits = jnp.tanh(jnp.sum(xs * w_temp.astype(self.dtype)[None, :, None], axis=1))
-    a_spect = jax.nn.softmax(spect_logits.astype(jnp.float32), axis=1)
-    a_temp = jax.nn.softmax(temp_logits.astype(jnp.float32), axis=1)
+    # Softmax in float32 at least (bfloat16 models); a float64 model stays float64.
+    softmax_dtype = jnp.promote_types(self.dtype, jnp.float32)
+    a_spect = jax.nn.softmax(spect_logits.astype(softmax_dtype), axis=1)
+    a_temp = jax.nn.softmax(temp_logits.astype(softmax_dtype), axis=1)
     mask = self.scale * a_spect[:, :, None, :] * a_temp[:, None, :, :]
     self.sow("intermediates", "attention_mask", mask)
     return (mask.astype(x.dtype) * x).astype(x.dtype)
