@@ -56,6 +56,32 @@ def test_encoder_fast_lowering_equals_plain(config):
   np.testing.assert_allclose(e1, e0, atol=1e-4)
 
 
+def _stem_output_shape(model, variables, x, train):
+  _, state = model.apply(variables, x, train=train, capture_intermediates=True,
+                         mutable=["intermediates", "batch_stats"])
+  return state["intermediates"]["stem_conv"]["__call__"][0].shape
+
+
+def test_padded_stem_runs_on_the_larger_grid_at_inference_only():
+  # ConvLowering.padded_stem: at inference the taps stem of `tiny` (1 -> 4) runs on a grid
+  # one larger on every side and the block reads it as padded; the embeddings are the
+  # plain ones (test above).  In training, BatchNorm's batch statistics would see that
+  # border, so the stem stays on the plain grid and the statistics match plain XLA's.
+  config = tiny.get_config()
+  x = 20.0 * jax.random.normal(jax.random.PRNGKey(4), (2, 64, 96, 1)) - 40.0
+  plain = create_model(config.model)
+  fast = create_model(config.model, lowering=conv.CPU)
+  variables = jax.jit(plain.init)(jax.random.PRNGKey(0), x)
+  assert _stem_output_shape(fast, variables, x, train=False) == (2, 66, 98, 4)
+  assert _stem_output_shape(fast, variables, x, train=True) == (2, 64, 96, 4)
+  _, stats_plain = plain.apply(variables, x, train=True, mutable=["batch_stats"])
+  _, stats_fast = fast.apply(variables, x, train=True, mutable=["batch_stats"])
+  # Float32 sums in another order move the statistics by ~1e-4 of their scale; a stem
+  # on the larger grid would put 3 % more positions (the zero-padded border) in them.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      b, a, atol=5e-4 * float(np.max(np.abs(a)))), stats_plain, stats_fast)
+
+
 @pytest.mark.skipif(not (cli.DEFAULT_MODEL / "config.json").exists(),
                     reason="no shipped model in this checkout")
 def test_shipped_model_fast_fingerprinter_equals_plain_and_direct():
@@ -82,6 +108,7 @@ def test_cpu_lowering_follows_the_measured_choices():
   assert conv.CPU.choose((3, 3, 1, 32), 64 * 96) == "xla"
   assert conv.CPU.choose((3, 3, 32, 32), 64 * 96) == "xla"
   assert conv.CPU.choose((1, 1, 32, 64), 32 * 48) == "im2col"
+  assert conv.CPU.choose((1, 1, 8, 16), 32 * 48) == "im2col"  # pointwise before taps
   assert conv.CPU.choose((3, 3, 1024, 1024), 2 * 3) == "im2col"
   assert conv.lowering_for("gpu") == conv.PLAIN
   assert conv.lowering_for("cpu", training=True).taps_max_kernel_weights == 0

@@ -35,22 +35,32 @@ class ConvLowering:
   taps_max_kernel_weights, taps_max_out_channels: convs whose kernel has at most
     this many weights (kh x kw x in x out, the multiply-adds per output position)
     and at most this many output channels run as a sum over taps (0 = never).
-    Checked first.
   im2col_max_positions: convs whose output map has at most this many positions
     run as im2col + matmul (0 = never).
-  im2col_pointwise: 1x1 convs run as (strided slice +) matmul.
+  im2col_pointwise: 1x1 convs run as (strided slice +) matmul.  Checked first:
+    a 1x1 conv is a residual shortcut whose output three consumers read (the
+    second BatchNorm's sum and the attention's two reductions); as a matmul it
+    is computed once, as taps XLA fused and recomputed it in each of them.
+  padded_stem: inference only, for a stem lowered as taps.  The stem is computed
+    on a grid one position larger on every side (its one-channel input padded
+    by 2) and its border zeroed by a mask after BatchNorm + ReLU, so the first
+    block's 3x3 conv reads it as already padded.  Otherwise XLA fuses the taps
+    sum into that conv's `pad`, whose per-element bounds checks do not vectorise.
   """
   taps_max_kernel_weights: int = 0
   taps_max_out_channels: int = 0
   im2col_max_positions: int = 0
   im2col_pointwise: bool = False
+  padded_stem: bool = False
 
   def choose(self, kernel_shape: tuple[int, int, int, int], out_positions: int) -> str:
     """'taps', 'im2col' or 'xla' for a conv with kernel [kh, kw, in, out]."""
     kh, kw, cin, cout = kernel_shape
+    if self.im2col_pointwise and kh * kw == 1:
+      return "im2col"
     if kh * kw * cin * cout <= self.taps_max_kernel_weights and cout <= self.taps_max_out_channels:
       return "taps"
-    if out_positions <= self.im2col_max_positions or (self.im2col_pointwise and kh * kw == 1):
+    if out_positions <= self.im2col_max_positions:
       return "im2col"
     return "xla"
 
@@ -62,9 +72,10 @@ PLAIN = ConvLowering()
 # 6.5 vs 3.0; 1x1 8->16 at stride 2: 63 vs 15) and loses from 1152 weights (3x3
 # 8->16 at stride 2: 37 vs 39) or 32 output channels (3x3 1->32: 6 vs 63); im2col
 # wins up to 8 output positions (3x3 1024->1024 on 2x3: 88 vs 0.5) and on 1x1
-# convs (equal or up to 1.2x).
+# convs (equal or up to 1.2x; and inside the encoder, where the taps of `small`'s
+# 8->16 shortcut were recomputed by three consumers, see ConvLowering).
 CPU = ConvLowering(taps_max_kernel_weights=576, taps_max_out_channels=16,
-                   im2col_max_positions=8, im2col_pointwise=True)
+                   im2col_max_positions=8, im2col_pointwise=True, padded_stem=True)
 # Training on CPU (forward and backward, benchmarks/train_throughput.py
 # --compare_plain): im2col on tiny maps only.  The taps' backward pass (a scan
 # whose kernel gradient reduces over the batch once per tap) made the `small`

@@ -14,6 +14,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nafp_jax.models.attention import SpectralTemporalAttention
 from nafp_jax.models.conv import PLAIN, Conv2D, ConvLowering
@@ -30,6 +31,13 @@ def _conv3x3(features: int, stride: int, dtype, name: str, lowering: ConvLowerin
                 use_bias=False, dtype=dtype, lowering=lowering, name=name)
 
 
+def _interior_mask(height: int, width: int, dtype) -> jax.Array:
+  """[1, H, W, 1]: 1 inside, 0 on the outermost ring of positions."""
+  mask = np.zeros((1, height, width, 1), np.float32)
+  mask[:, 1:-1, 1:-1, :] = 1.0
+  return jnp.asarray(mask, dtype)
+
+
 class ResBlockAttention(nn.Module):
   """y = Att2(ReLU(BN(conv(Att1(ReLU(BN(conv_s(x)))))) + shortcut(x)))."""
   features: int
@@ -40,10 +48,16 @@ class ResBlockAttention(nn.Module):
   lowering: ConvLowering = PLAIN
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, x_padded: jax.Array | None = None) -> jax.Array:
+    """`x_padded`, if given, is x with a ring of zeros one position wide, for conv1 to read
+    as its padded input (ConvLowering.padded_stem); the result is the same."""
     norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                                      epsilon=1e-5, dtype=self.dtype, name=name)
-    y = _conv3x3(self.features, self.stride, self.dtype, "conv1", self.lowering)(x)
+    if x_padded is None:
+      y = _conv3x3(self.features, self.stride, self.dtype, "conv1", self.lowering)(x)
+    else:
+      y = Conv2D(self.features, (3, 3), strides=(self.stride, self.stride), padding="VALID",
+                 use_bias=False, dtype=self.dtype, lowering=self.lowering, name="conv1")(x_padded)
     y = nn.relu(norm("bn1")(y))
     y = SpectralTemporalAttention(self.attention_scale, self.dtype, name="att1")(y)
     y = _conv3x3(self.features, 1, self.dtype, "conv2", self.lowering)(y)
@@ -72,13 +86,25 @@ class AttentionEncoder(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     stem, blocks = self.widths[0], self.widths[1:]
     x = x.astype(self.dtype)
-    x = _conv3x3(stem, 1, self.dtype, "stem_conv", self.lowering)(x)
+    # Inference on CPU: the stem on a grid one larger on each side, border zeroed after
+    # BatchNorm + ReLU, is the first block's padded input (ConvLowering.padded_stem).
+    # Training keeps the plain grid: there BatchNorm's batch statistics would see the border.
+    # Only where the stem is a taps sum: that fusion is what XLA merged into the pad.
+    padded = (self.lowering.padded_stem and not train and
+              self.lowering.choose((3, 3, x.shape[-1], stem), x.shape[1] * x.shape[2]) == "taps")
+    x = Conv2D(stem, (3, 3), padding=((2, 2), (2, 2)) if padded else ((1, 1), (1, 1)),
+               use_bias=False, dtype=self.dtype, lowering=self.lowering, name="stem_conv")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      dtype=self.dtype, name="stem_bn")(x)
     x = nn.relu(x)
+    x_padded = None
+    if padded:
+      x_padded = x * _interior_mask(x.shape[1], x.shape[2], x.dtype)
+      x = x[:, 1:-1, 1:-1, :]
     for i, width in enumerate(blocks):
       x = ResBlockAttention(width, 1 if i == 0 else 2, self.attention_scale, self.dtype,
-                            lowering=self.lowering, name=f"res{i + 1}")(x, train)
+                            lowering=self.lowering, name=f"res{i + 1}")(x, train, x_padded)
+      x_padded = None
     # Channel-major flatten: [B, F, T, C] -> [B, C, F, T] -> [B, C*F*T], so each
     # head group sees whole channels' maps.
     flat = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
