@@ -10,7 +10,8 @@ them, XLA's own emitters instead of YNNPACK library fusions: what `nafp` uses,
 nafp_jax/cpu_devices.py) and 'per_core_library_fusions' (the same with XLA's
 default library fusions, to show that choice side by side).  For each encoder
 and layout it measures, in one run on this machine's CPU:
-  * the dense matmul FLOP/s (2048x2048 float32) — the roofline;
+  * the dense matmul FLOP/s (2048x2048 float32; in the per-core layouts every
+    device multiplying at once, or one device alone if that is faster) — the roofline;
   * model FLOPs per segment (XLA's cost analysis of the plain forward pass);
   * segments/s of the plain lowering (XLA convolutions, batch 64) and of the
     fast path (CPU conv lowering: im2col on tiny maps and 1x1 kernels, taps for
@@ -63,10 +64,26 @@ def best_rate(fn, items_per_call: int) -> float:
   return best
 
 
-def matmul_flops() -> float:
-  a = jnp.asarray(np.random.default_rng(0).standard_normal((2048, 2048)), jnp.float32)
+def matmul_flops() -> tuple[float, float]:
+  """(one device, all devices at once): FLOP/s of dense 2048^2 float32 matmuls.
+
+  In the per-core layout one device is one core, so the roofline of the machine is
+  every device multiplying its own matrix at the same time.  On the 2-vCPU hosts
+  measured so far the two cores share one physical core's vector units: the
+  concurrent rate is barely above one device's (RESULTS.md §1).
+  """
+  from nafp_jax import sharding  # pylint: disable=g-import-not-at-top
+  n = 2048
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
   f = jax.jit(lambda a: a @ a)
-  return best_rate(lambda: f(a).block_until_ready(), 1) * 2 * 2048 ** 3
+  one = best_rate(lambda: f(a).block_until_ready(), 1) * 2 * n ** 3
+  devices = jax.device_count()
+  if devices == 1:
+    return one, one
+  stacked = jax.device_put(jnp.broadcast_to(a, (devices, n, n)),
+                           sharding.batch_sharded(sharding.create_mesh()))
+  g = jax.jit(lambda a: jnp.einsum("bij,bjk->bik", a, a))
+  return one, best_rate(lambda: g(stacked).block_until_ready(), devices) * 2 * n ** 3
 
 
 def encoder_rate(model, variables, batch: int) -> float:
@@ -125,10 +142,12 @@ def main(_):
   from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import conv, create_model  # pylint: disable=g-import-not-at-top
 
-  peak = matmul_flops()
+  one_device, all_devices = matmul_flops()
+  peak = max(one_device, all_devices)
   summary = {"matmul_flops": peak}
   print(f"\n#### layout {FLAGS.layout}: devices {jax.devices()[0].device_kind} x{jax.device_count()}; "
-        f"dense matmul (2048^2 float32): {peak / 1e9:.1f} GFLOP/s = roofline")
+        f"dense matmul (2048^2 float32): {one_device / 1e9:.1f} GFLOP/s on one device, "
+        f"{all_devices / 1e9:.1f} on all {jax.device_count()} at once; roofline {peak / 1e9:.1f}")
   x_probe = jnp.asarray(np.random.default_rng(2).standard_normal((4, 64, 96, 1)) * 20 - 40,
                         jnp.float32)
   for name in FLAGS.configs:

@@ -5,8 +5,8 @@
 
 Times the jitted inference forward pass (the conv lowering `Fingerprinter` uses
 on this platform), then records `--steps` passes with `jax.profiler` and prints the ops
-with the most time per pass (fusions, convolutions, copies), so layout copies or
-slow kernels show up by name and share.
+with the most time per pass (every XLA op: fusions, convolutions, dots, copies,
+reduce-windows), so layout copies or slow kernels show up by name and share.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import collections
 import glob
 import gzip
 import json
+import re
 import tempfile
 import time
 
@@ -31,6 +32,9 @@ flags.DEFINE_integer("steps", 5, "Profiled passes.")
 flags.DEFINE_integer("top", 15, "Ops to print.")
 flags.DEFINE_bool("xla_library_fusions", False, "Keep XLA's default YNNPACK library fusions "
                   "instead of the XLA emitters `nafp` uses for inference.")
+
+
+_HLO_NAME = re.compile(r"[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*(?:\.\d+)?")
 
 
 def main(_):
@@ -59,12 +63,17 @@ def main(_):
   total = collections.Counter()
   for e in events:
     name = e.get("name", "")
-    if e.get("ph") == "X" and "dur" in e and "fusion" in name or name.startswith(("copy", "conv")):
-      total[name] += e.get("dur", 0)
+    # XLA's ops by their HLO names (fusions, convolutions, dots, copies, reduce-windows);
+    # not the runtime's own spans ("ThunkExecutor::Execute", "PjitFunction(...)", ...) nor
+    # while loops, whose time is that of the ops in their bodies, counted already.
+    if (e.get("ph") == "X" and "dur" in e and _HLO_NAME.fullmatch(name) and
+        not name.startswith("while")):
+      total[name] += e["dur"]
   print(f"{FLAGS.config.model.name}{tuple(FLAGS.config.model.widths)} batch {FLAGS.batch}: "
         f"{per_pass_ms:.1f} ms per forward pass")
   copies = sum(us for name, us in total.items() if name.startswith("copy"))
-  print(f"copy/transpose fusions: {copies / FLAGS.steps / 1000:.1f} ms per pass")
+  print(f"XLA ops in all: {sum(total.values()) / FLAGS.steps / 1000:.1f} ms per pass, "
+        f"of which copy/transpose fusions {copies / FLAGS.steps / 1000:.1f} ms")
   for name, us in total.most_common(FLAGS.top):
     print(f"  {us / FLAGS.steps / 1000:8.2f} ms  {name}")
 
