@@ -39,10 +39,12 @@ flags.DEFINE_bool("split_cores", True, "One single-threaded XLA device per core.
 
 def parse_variant(spec: str, base):
   """'name=field:value+field:value' -> (name, base with those fields replaced)."""
-  name, _, changes = spec.partition("=")
-  fields = {f.name: f.type for f in dataclasses.fields(base)}
+  name, sep, changes = spec.partition("=")
+  if not sep or not name or not changes:
+    raise ValueError(f"variant {spec!r}: expected name=field:value[+field:value...]")
+  fields = [f.name for f in dataclasses.fields(base)]
   replaced = {}
-  for change in filter(None, changes.split("+")):
+  for change in changes.split("+"):
     field, _, value = change.partition(":")
     if field not in fields:
       raise ValueError(f"variant {spec!r}: ConvLowering has no field {field!r} "
@@ -53,7 +55,11 @@ def parse_variant(spec: str, base):
         raise ValueError(f"variant {spec!r}: {field} takes True or False, not {value!r}")
       replaced[field] = value == "True"
     else:
-      replaced[field] = type(current)(value)
+      try:
+        replaced[field] = int(value)
+      except ValueError:
+        raise ValueError(f"variant {spec!r}: {field} takes a whole number, "
+                         f"not {value!r}") from None
   return name, dataclasses.replace(base, **replaced)
 
 

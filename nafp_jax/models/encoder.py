@@ -21,13 +21,15 @@ from nafp_jax.models.conv import PLAIN, Conv2D, ConvLowering
 from nafp_jax.models.heads import DivideAndEncode
 
 
-def _conv3x3(features: int, stride: int, dtype, name: str, lowering: ConvLowering) -> Conv2D:
-  """3x3 convolution with explicit (1, 1) padding on both axes.
+def _conv3x3(features: int, stride: int, dtype, name: str, lowering: ConvLowering,
+             pad: int = 1) -> Conv2D:
+  """3x3 convolution with explicit (pad, pad) padding on both axes (1 unless the input
+  is already padded, or the output is wanted on a larger grid: ConvLowering.padded_stem).
 
   Explicit padding keeps the sampling grid of stride-2 convs centred on even
   sizes ("SAME" pads (0, 1) there and shifts it).
   """
-  return Conv2D(features, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)),
+  return Conv2D(features, (3, 3), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                 use_bias=False, dtype=dtype, lowering=lowering, name=name)
 
 
@@ -53,11 +55,9 @@ class ResBlockAttention(nn.Module):
     as its padded input (ConvLowering.padded_stem); the result is the same."""
     norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                                      epsilon=1e-5, dtype=self.dtype, name=name)
-    if x_padded is None:
-      y = _conv3x3(self.features, self.stride, self.dtype, "conv1", self.lowering)(x)
-    else:
-      y = Conv2D(self.features, (3, 3), strides=(self.stride, self.stride), padding="VALID",
-                 use_bias=False, dtype=self.dtype, lowering=self.lowering, name="conv1")(x_padded)
+    conv1 = _conv3x3(self.features, self.stride, self.dtype, "conv1", self.lowering,
+                     pad=1 if x_padded is None else 0)
+    y = conv1(x if x_padded is None else x_padded)
     y = nn.relu(norm("bn1")(y))
     y = SpectralTemporalAttention(self.attention_scale, self.dtype, name="att1")(y)
     y = _conv3x3(self.features, 1, self.dtype, "conv2", self.lowering)(y)
@@ -92,8 +92,7 @@ class AttentionEncoder(nn.Module):
     # Only where the stem is a taps sum: that fusion is what XLA merged into the pad.
     padded = (self.lowering.padded_stem and not train and
               self.lowering.choose((3, 3, x.shape[-1], stem), x.shape[1] * x.shape[2]) == "taps")
-    x = Conv2D(stem, (3, 3), padding=((2, 2), (2, 2)) if padded else ((1, 1), (1, 1)),
-               use_bias=False, dtype=self.dtype, lowering=self.lowering, name="stem_conv")(x)
+    x = _conv3x3(stem, 1, self.dtype, "stem_conv", self.lowering, pad=2 if padded else 1)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      dtype=self.dtype, name="stem_bn")(x)
     x = nn.relu(x)
@@ -103,8 +102,8 @@ class AttentionEncoder(nn.Module):
       x = x[:, 1:-1, 1:-1, :]
     for i, width in enumerate(blocks):
       x = ResBlockAttention(width, 1 if i == 0 else 2, self.attention_scale, self.dtype,
-                            lowering=self.lowering, name=f"res{i + 1}")(x, train, x_padded)
-      x_padded = None
+                            lowering=self.lowering, name=f"res{i + 1}")(
+                                x, train, x_padded if i == 0 else None)
     # Channel-major flatten: [B, F, T, C] -> [B, C, F, T] -> [B, C*F*T], so each
     # head group sees whole channels' maps.
     flat = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
