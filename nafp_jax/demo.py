@@ -17,7 +17,7 @@ import time
 
 from input_pipeline import open_corpus
 from input_pipeline.sources import cache_root
-from nafp_jax import cli
+from nafp_jax import cli, shipped_model
 from nafp_jax.catalogue import FINGERPRINT_VERSION
 from nafp_jax.cpu_devices import split_cpu_into_devices
 from nafp_jax.encoder_bundle import load_encoder
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
           file=sys.stderr)
   model = ["--model", args.model] if args.model else []
   split_cpu_into_devices()  # before anything starts JAX's backend (loading the model does)
-  identity = load_encoder(cli._model_path(args.model)).identity  # pylint: disable=protected-access
+  identity = load_encoder(shipped_model.model_path(args.model)).identity
   # One catalogue per model and fingerprint convention: a catalogue refuses any other.
   db = cache / "demo" / f"dev_catalogue-{identity[:12]}-v{FINGERPRINT_VERSION}"
   out = args.out or str(cache / "demo" / f"results-{db.name}")

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from configs import tiny
 from input_pipeline import synthetic_audio
-from nafp_jax import catalogue as catalogue_lib, cli, frontend
+from nafp_jax import catalogue as catalogue_lib, cli, frontend, shipped_model
 from nafp_jax.encoder_bundle import EncoderBundle, load_encoder
 from nafp_jax.fingerprinter import Fingerprinter, QueryTooShortError
 from nafp_jax.models import create_model
@@ -121,6 +121,13 @@ def test_bad_queries_and_catalogues(tmp_path, model_dir, music, capsys):
   (db / "CURRENT").write_text("gen-99999999\n")
   code, _, err = _run(capsys, "list", "--db", db)
   assert code == 1 and "damaged" in err
+
+
+def test_missing_shipped_model_is_named(tmp_path, music, monkeypatch):
+  monkeypatch.setattr(shipped_model, "SHIPPED_MODEL", tmp_path / "no_model")
+  with pytest.raises(SystemExit, match="no --model given and no shipped model at .*no_model"):
+    cli.main(["index", str(music / "song0.wav"), "--db", str(tmp_path / "cat"), "--quiet"])
+  assert not (tmp_path / "cat").exists()
 
 
 def test_catalogue_of_another_model_is_refused(tmp_path, model_dir, music, capsys):

@@ -11,12 +11,12 @@ import textwrap
 import numpy as np
 import pytest
 
-from nafp_jax import cli, cpu_devices
+from nafp_jax import cpu_devices, shipped_model
 from nafp_jax.encoder_bundle import load_encoder
 from nafp_jax.fingerprinter import Fingerprinter
 
 _FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-_MEASURED = cpu_devices._jaxlib_version() in cpu_devices._LIBRARY_FUSIONS_FLAG_VERSIONS  # pylint: disable=protected-access
+_MEASURED = cpu_devices._jaxlib_version() in cpu_devices._LIBRARY_FUSIONS_FLAG_VERSIONS
 
 
 @pytest.fixture
@@ -64,21 +64,22 @@ def test_too_late_once_backends_started(monkeypatch):
 _FINGERPRINT_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
-    from nafp_jax import cli
+    from nafp_jax import shipped_model
     from nafp_jax.encoder_bundle import load_encoder
     from nafp_jax.fingerprinter import Fingerprinter
     wave = (0.1 * np.random.default_rng(5).standard_normal(16000 * 3)).astype(np.float32)
-    np.save(sys.argv[1], Fingerprinter(load_encoder(cli.DEFAULT_MODEL)).track_fingerprints(wave))
+    fingerprinter = Fingerprinter(load_encoder(shipped_model.SHIPPED_MODEL))
+    np.save(sys.argv[1], fingerprinter.track_fingerprints(wave))
 """)
 
 
 @pytest.mark.skipif(not _MEASURED, reason="the flag is only set on measured jaxlib versions")
-@pytest.mark.skipif(not (cli.DEFAULT_MODEL / "config.json").exists(),
+@pytest.mark.skipif(not (shipped_model.SHIPPED_MODEL / "config.json").exists(),
                     reason="no shipped model in this checkout")
 def test_xla_emitters_give_the_library_fusions_fingerprints(tmp_path):
   assert _FLAG not in os.environ["XLA_FLAGS"]  # this process: XLA's default library fusions
   wave = (0.1 * np.random.default_rng(5).standard_normal(16000 * 3)).astype(np.float32)
-  default = Fingerprinter(load_encoder(cli.DEFAULT_MODEL)).track_fingerprints(wave)
+  default = Fingerprinter(load_encoder(shipped_model.SHIPPED_MODEL)).track_fingerprints(wave)
   # The same fingerprints in a process set up as the CLI sets itself up for inference.
   out = tmp_path / "xla_emitters.npy"
   subprocess.run([sys.executable, "-c", _FINGERPRINT_SCRIPT, str(out)], check=True,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import nafp as nafp_config, tiny
-from nafp_jax import cli, frontend
+from nafp_jax import frontend, shipped_model
 from nafp_jax.encoder_bundle import load_encoder
 from nafp_jax.fingerprinter import Fingerprinter
 from nafp_jax.models import create_model
@@ -82,10 +82,10 @@ def test_padded_stem_runs_on_the_larger_grid_at_inference_only():
       b, a, atol=5e-4 * float(np.max(np.abs(a)))), stats_plain, stats_fast)
 
 
-@pytest.mark.skipif(not (cli.DEFAULT_MODEL / "config.json").exists(),
+@pytest.mark.skipif(not (shipped_model.SHIPPED_MODEL / "config.json").exists(),
                     reason="no shipped model in this checkout")
 def test_shipped_model_fast_fingerprinter_equals_plain_and_direct():
-  bundle = load_encoder(cli.DEFAULT_MODEL)
+  bundle = load_encoder(shipped_model.SHIPPED_MODEL)
   rng = np.random.default_rng(3)
   wave = (0.1 * rng.standard_normal(16000 * 3)).astype(np.float32)
   fast = Fingerprinter(bundle)

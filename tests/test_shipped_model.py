@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 
-from nafp_jax import cli
+from nafp_jax import shipped_model
 from nafp_jax.encoder_bundle import load_encoder
 from nafp_jax.fingerprinter import Fingerprinter
 from nafp_jax.param_count import count_parameters
 
-pytestmark = pytest.mark.skipif(not (cli.DEFAULT_MODEL / "config.json").exists(),
+pytestmark = pytest.mark.skipif(not (shipped_model.SHIPPED_MODEL / "config.json").exists(),
                                 reason="no shipped model in this checkout")
 
 
 def test_shipped_model_loads_as_default_and_embeds():
-  bundle = load_encoder(cli._model_path(None))  # pylint: disable=protected-access
+  bundle = load_encoder(shipped_model.model_path(None))
   assert tuple(bundle.config.model.widths) == (8, 8, 16, 32, 64, 128, 256)
   assert count_parameters(bundle.config.model) == 1_298_232
   wave = np.random.default_rng(0).standard_normal(16000 * 2).astype(np.float32) * 0.1
