@@ -17,7 +17,8 @@ and layout it measures, in one run on this machine's CPU:
     fast path (CPU conv lowering: im2col on tiny maps and 1x1 kernels, taps for
     few output channels) at several batch sizes, plus bfloat16;
   * segments/s of the same conv stack with the same variables in TensorFlow
-    (oneDNN), after checking that it gives the same embeddings;
+    (oneDNN) and in TensorFlow Lite (XNNPACK, a thread per core), after checking
+    that each gives the same embeddings;
   * end to end: `Fingerprinter.track_fingerprints` on 60 s of audio (log-mel
     once + windows + encoder), as fingerprints/s and x real time.
 Fraction of roofline = FLOPs/segment x segments/s / matmul FLOP/s; the summary
@@ -32,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Callable
 
 from absl import app, flags
 import jax
@@ -97,6 +99,25 @@ def encoder_rate(model, variables, batch: int) -> float:
   return best_rate(lambda: f(variables, x).block_until_ready(), batch)
 
 
+def tflite_rates(tf_forward: Callable, x_probe: jax.Array, embeddings: np.ndarray,
+                 row: Callable[[str, int, float], None]) -> float:
+  """Segments/s of the TensorFlow graph as TensorFlow Lite on XNNPACK (a thread per core) at
+  each batch size, after checking its embeddings of x_probe; prints a row each, returns the best."""
+  from benchmarks.tf_reference import build_tflite_encoder  # pylint: disable=g-import-not-at-top
+  threads = len(os.sched_getaffinity(0))
+  best_tflite = (0.0, 0)
+  for b in map(int, FLAGS.batches):
+    tflite_forward = build_tflite_encoder(tf_forward, b, threads)
+    probe = np.resize(np.asarray(x_probe), (b, 64, 96, 1))  # x_probe's 4 segments first
+    diff = float(np.max(np.abs(tflite_forward(probe)[:len(x_probe)] - embeddings)))
+    print(f"   tflite vs jax embeddings (batch {b}): max |diff| {diff:.2e}")
+    xb = np.random.default_rng(1).standard_normal((b, 64, 96, 1)).astype(np.float32) * 20 - 40
+    r = best_rate(lambda: tflite_forward(xb), b)  # pylint: disable=cell-var-from-loop
+    row(f"tflite (XNNPACK, {threads} threads)", b, r)
+    best_tflite = max(best_tflite, (r, b))
+  return best_tflite[0]
+
+
 def run_layouts() -> None:
   """Run one child per layout and print the cross-layout ratios."""
   results = {}
@@ -125,6 +146,8 @@ def run_layouts() -> None:
             f"({lib['end_to_end']:.1f})")
     if "tensorflow" in thr:
       line += f"; vs tensorflow/oneDNN {per['end_to_end'] / thr['tensorflow']:.2f}x"
+    if "tflite" in thr:
+      line += f"; vs tflite/XNNPACK {per['end_to_end'] / thr['tflite']:.2f}x"
     print(line)
 
 
@@ -195,6 +218,12 @@ def main(_):
         best_tf = max(best_tf, (r, b))
       print(f"   fast/tensorflow (best batch each): {best_fast[0] / best_tf[0]:.2f}x")
       summary[name]["tensorflow"] = best_tf[0]
+      if hasattr(tf, "lite"):  # tf.lite is deprecated in favour of LiteRT; absent: no row
+        best_tflite = tflite_rates(tf_forward, x_probe, np.asarray(e32), row)
+        print(f"   fast/tflite (best batch each): {best_fast[0] / best_tflite:.2f}x")
+        summary[name]["tflite"] = best_tflite
+      else:
+        print("   tensorflow lite: not in this TensorFlow, no row")
     print(f"   fast/plain (best batch vs batch 64): {best_fast[0] / rates['plain']:.2f}x")
     fp = Fingerprinter(EncoderBundle(config, variables, name))
     wave = (0.1 * np.random.default_rng(3).standard_normal(16000 * 60)).astype(np.float32)

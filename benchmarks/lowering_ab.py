@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 
 from absl import app, flags
 from ml_collections import config_flags
 import numpy as np
+
+from benchmarks.timing import timed_rate
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/small.py", "Config whose encoder to time.")
@@ -61,17 +62,6 @@ def parse_variant(spec: str, base):
         raise ValueError(f"variant {spec!r}: {field} takes a whole number, "
                          f"not {value!r}") from None
   return name, dataclasses.replace(base, **replaced)
-
-
-def timed_rate(fn, items: int, seconds: float) -> float:
-  """Items/s of `fn()` (which blocks) over one timing of at least `seconds`."""
-  calls, t0 = 0, time.perf_counter()
-  while True:
-    fn()
-    calls += 1
-    elapsed = time.perf_counter() - t0
-    if elapsed >= seconds:
-      return calls * items / elapsed
 
 
 def main(_):

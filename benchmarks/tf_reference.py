@@ -2,7 +2,9 @@
 
 Only for benchmarks/cpu_inference.py: it runs the *same* conv stack with the
 *same* trained variables, so "faster than TensorFlow" is measured on equal
-work, and the benchmark checks that both give the same embeddings first.
+work, and the benchmark checks that both give the same embeddings first.  The
+same graph converted to TensorFlow Lite runs on XNNPACK, the CPU kernels made
+for small convolutions on phones, as a second reference (`build_tflite_encoder`).
 """
 
 from __future__ import annotations
@@ -55,5 +57,28 @@ def build_tf_encoder(model_config, variables: dict[str, Any]) -> Callable:
     h = tf.nn.elu(tf.einsum("bgi,gij->bgj", g, const(head["w1"])) + const(head["b1"]))
     out = (tf.einsum("bgj,gjk->bgk", h, const(head["w2"])) + const(head["b2"]))[..., 0]
     return tf.math.l2_normalize(out, axis=-1, epsilon=1e-12)
+
+  return forward
+
+
+def build_tflite_encoder(tf_forward: Callable, batch: int,
+                         threads: int) -> Callable[[np.ndarray], np.ndarray]:
+  """`tf_forward` converted to TensorFlow Lite for one batch size, run by XNNPACK.
+
+  tf.lite's interpreter applies its XNNPACK delegate to float32 graphs by default;
+  `threads` is its thread pool.  Returns [batch, 64, 96, 1] -> [batch, d] numpy.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  concrete = tf_forward.get_concrete_function(tf.TensorSpec((batch, 64, 96, 1), tf.float32))
+  flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([concrete], tf_forward).convert()
+  interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=threads)
+  interpreter.allocate_tensors()
+  source = interpreter.get_input_details()[0]["index"]
+  target = interpreter.get_output_details()[0]["index"]
+
+  def forward(x: np.ndarray) -> np.ndarray:
+    interpreter.set_tensor(source, np.asarray(x, np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(target)
 
   return forward
