@@ -5,10 +5,18 @@ Powers are measured over the crop, so a mix at `snr_db` has
 Reverberation is a full linear convolution (FFT) of the crop *with its
 preceding context* by an RIR aligned to its direct path, so reverb tails of
 audio before the crop reach into it as they would in a room.
+
+FFT lengths are the next 2-3-5-smooth size (scipy.fft.next_fast_len), not the
+next power of two, and `reverberate` sizes its FFT for the samples it keeps: a
+circular convolution of length N equals the linear one at sample n unless the
+linear output is non-zero at n + N, so N >= len(x) + len(h) - 1 - context keeps
+every sample from `context` on exact.  For training pairs (1 s of context, a
+0.96 s crop, a 3 s RIR) that is 64,000 points instead of 131,072.
 """
 
 from __future__ import annotations
 
+import scipy.fft
 import tensorflow as tf
 
 _EPS = 1e-12
@@ -37,15 +45,23 @@ def mix_at_snr(signal: tf.Tensor, noise: tf.Tensor, snr_db: tf.Tensor) -> tf.Ten
   return signal + scale_to_snr(signal, noise, snr_db)
 
 
+def _circular_convolve(x: tf.Tensor, h: tf.Tensor, n_fft: int) -> tf.Tensor:
+  """Circular convolution of x and h over n_fft points (both zero-padded to it)."""
+  return tf.signal.irfft(tf.signal.rfft(x, [n_fft]) * tf.signal.rfft(h, [n_fft]), [n_fft])
+
+
 def fft_convolve(x: tf.Tensor, h: tf.Tensor) -> tf.Tensor:
   """Full linear convolution of 1-D x and h (length len(x)+len(h)-1) by FFT."""
   n_out = x.shape[-1] + h.shape[-1] - 1
-  n_fft = 1 << (n_out - 1).bit_length()
-  y = tf.signal.irfft(tf.signal.rfft(x, [n_fft]) * tf.signal.rfft(h, [n_fft]), [n_fft])
-  return y[..., :n_out]
+  return _circular_convolve(x, h, scipy.fft.next_fast_len(n_out, real=True))[..., :n_out]
 
 
 def reverberate(x_with_context: tf.Tensor, rir: tf.Tensor, context: int) -> tf.Tensor:
-  """Reverberant crop: convolve [context + crop] with the RIR, keep the crop's samples."""
-  crop = x_with_context.shape[-1] - context
-  return fft_convolve(x_with_context, rir)[..., context:context + crop]
+  """Reverberant crop: convolve [context + crop] with the RIR, keep the crop's samples.
+
+  The FFT covers only what the kept samples need (see the module docstring).
+  """
+  length = x_with_context.shape[-1]
+  crop = length - context
+  n_fft = scipy.fft.next_fast_len(max(length + rir.shape[-1] - 1 - context, length), real=True)
+  return _circular_convolve(x_with_context, rir, n_fft)[..., context:context + crop]

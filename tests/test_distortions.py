@@ -41,6 +41,20 @@ def test_reverberate_is_full_convolution_with_context():
   np.testing.assert_allclose(in_graph.numpy(), out, atol=1e-5)
 
 
+@pytest.mark.parametrize("x_len,h_len,context", [(500, 2000, 100), (2999, 1, 0), (1201, 1200, 1200),
+                                                  (4000, 3000, 3999)])
+def test_reverberate_shortened_fft_keeps_every_sample_exact(x_len, h_len, context):
+  # Its FFT covers len(x) + len(h) - 1 - context points, not the full convolution: the
+  # kept samples must still equal the linear convolution's, including the last one.
+  rng = np.random.default_rng(x_len)
+  x = rng.standard_normal(x_len).astype(np.float32)
+  h = rng.standard_normal(h_len).astype(np.float32)
+  full = scipy.signal.fftconvolve(x.astype(np.float64), h.astype(np.float64))
+  out = distortions.reverberate(x, h, context).numpy()
+  assert out.shape == (x_len - context,)
+  np.testing.assert_allclose(out, full[context:x_len], atol=2e-3 * np.abs(full).max())
+
+
 def test_peak_normalize_and_power():
   x = tf.constant([[0.5, -2.0, 1.0], [0.0, 0.0, 0.0]])
   np.testing.assert_allclose(distortions.peak_normalize(x).numpy(),
