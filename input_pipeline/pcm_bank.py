@@ -59,8 +59,12 @@ class PcmBank:
     wave = self.waveform(int(i))
     n = wave.shape[0]
     if loop and n > 0:
-      idx = (int(start) + np.arange(length)) % n
-      return np.asarray(wave[idx])
+      # Slices, not an index array: a gather of a 2 s excerpt took ~20x longer than the copy.
+      first = int(start) % n
+      if first + length <= n:
+        return np.array(wave[first:first + length])
+      pieces = [wave[first:]] + [wave] * ((length - (n - first)) // n + 1)
+      return np.concatenate(pieces)[:length]
     out = np.zeros((length,), self.dtype)
     lo, hi = max(int(start), 0), min(int(start) + length, n)
     if hi > lo:

@@ -164,6 +164,14 @@ def test_bank_window_padding_loop_and_atomic_write(tmp_path):
   np.testing.assert_array_equal(bank.window(0, -2, 4), [0, 0, 0, 1])
   np.testing.assert_array_equal(bank.window(0, 3, 4), [3, 4, 0, 0])
   np.testing.assert_array_equal(bank.window(0, 3, 4, loop=True), [3, 4, 0, 1])
+  # Looped windows are sliced, not gathered: the same samples as a modular index, for starts
+  # inside, past and before the waveform and lengths shorter and many times longer than it.
+  for start in (0, 4, 5, 12, -3):
+    for length in (1, 2, 5, 6, 23):
+      expected = np.arange(5, dtype=np.int16)[(start + np.arange(length)) % 5]
+      got = bank.window(0, start, length, loop=True)
+      assert got.dtype == np.int16
+      np.testing.assert_array_equal(got, expected, err_msg=f"start {start}, length {length}")
 
   def failing():
     yield "x", np.ones(3, np.int16)
