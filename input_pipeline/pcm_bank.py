@@ -59,7 +59,8 @@ class PcmBank:
     wave = self.waveform(int(i))
     n = wave.shape[0]
     if loop and n > 0:
-      # Slices, not an index array: a gather of a 2 s excerpt took ~20x longer than the copy.
+      # Slices, not a modular index array: a gather of every sample is far slower than copies
+      # (benchmarks/RESULTS.md §3, the pair pipeline before and after).
       first = int(start) % n
       if first + length <= n:
         return np.array(wave[first:first + length])

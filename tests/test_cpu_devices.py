@@ -16,7 +16,7 @@ from nafp_jax.encoder_bundle import load_encoder
 from nafp_jax.fingerprinter import Fingerprinter
 
 _FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-_MEASURED = cpu_devices._jaxlib_version() in cpu_devices._LIBRARY_FUSIONS_FLAG_VERSIONS
+_MEASURED = cpu_devices._jaxlib_version() in cpu_devices._LIBRARY_FUSIONS_FLAG_VERSIONS  # pylint: disable=protected-access
 
 
 @pytest.fixture
