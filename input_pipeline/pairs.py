@@ -13,6 +13,13 @@ offset in +-max_offset, then one of {noise, reverb, noise+reverb}: noise is a
 random excerpt of a random noise file at SNR U[lo, hi] dB over the crop; reverb
 is a full convolution with a random RIR; noise+reverb reverberates the noise
 with the same RIR before mixing.  The positive is peak-normalised last.
+
+The random choices are drawn per example (that is what makes each example
+reproducible from its index); the audio is read and distorted per chunk of
+EXAMPLES_PER_READ consecutive examples, with one numpy call and one batched
+FFT convolution for the chunk, since per-example Python calls and FFTs were
+most of the host's time per pair.  Chunking does not change which examples the
+stream holds or their order.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ from input_pipeline import distortions
 from input_pipeline.pcm_bank import PcmBank
 
 NOISE, REVERB, NOISE_REVERB = 0, 1, 2
+# Examples built per host read and batched FFT.  Larger chunks amortise the
+# per-call overhead further but hold more audio in flight per parallel call
+# (~0.5 MB per example); see benchmarks/RESULTS.md §3 for the measurement.
+EXAMPLES_PER_READ = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,17 +78,31 @@ class PairSource:
   def slots_per_epoch(self) -> int:
     return int(self.slot_track.shape[0])
 
-  def read(self, track, track_start, noise_file, noise_start, rir):
-    """numpy side of the pipeline: the three windows one example needs, as float32."""
+  def read(self, track: np.ndarray, start: np.ndarray, offset: np.ndarray,
+           noise_file: np.ndarray, noise_start: np.ndarray, rir: np.ndarray):
+    """numpy side of the pipeline: the windows a chunk of examples needs, in the banks' dtypes.
+
+    One call per chunk, not per example: each call holds the Python lock, so
+    per-example calls would serialise the parallel map on them.  Returns the
+    anchors [B, seg], the crops moved by `offset` with their reverb context
+    [B, ctx + seg], the noise excerpts with the same context [B, ctx + seg]
+    and the RIRs `rir` [len(rir), h], cut to the h samples that reach the
+    crop (distortions.reverb_kept_rir_samples; only reverberant rows need one).
+    """
     c = self.cfg
-    span = c.reverb_context_samples + c.segment_samples + 2 * c.max_offset_samples
-    scale = np.float32(1 / 32768) if self.tracks.dtype == np.int16 else np.float32(1)
-    wave = self.tracks.window(track, track_start, span).astype(np.float32) * scale
-    nscale = np.float32(1 / 32768) if self.noise.dtype == np.int16 else np.float32(1)
-    noise = self.noise.window(noise_file, noise_start, c.reverb_context_samples + c.segment_samples,
-                              loop=True).astype(np.float32) * nscale
-    rir = self.rirs.window(rir, 0, c.rir_samples).astype(np.float32)
-    return wave, noise, rir
+    ctx, seg = c.reverb_context_samples, c.segment_samples
+    return (self.tracks.windows(track, start, seg),
+            self.tracks.windows(track, start + offset - ctx, ctx + seg),
+            self.noise.windows(noise_file, noise_start, ctx + seg, loop=True),
+            self.rirs.windows(rir, np.zeros_like(rir),
+                              distortions.reverb_kept_rir_samples(ctx + seg, c.rir_samples)))
+
+
+def _as_float(samples: tf.Tensor) -> tf.Tensor:
+  """Bank samples as float32 in [-1, 1] (int16 PCM scaled by 1/32768)."""
+  if samples.dtype == tf.int16:
+    return tf.cast(samples, tf.float32) * np.float32(1 / 32768)
+  return tf.cast(samples, tf.float32)
 
 
 def example_seed(seed: int, host: int, epoch: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
@@ -86,8 +111,8 @@ def example_seed(seed: int, host: int, epoch: tf.Tensor, position: tf.Tensor) ->
   return tf.random.experimental.stateless_fold_in(s, position)
 
 
-def make_example(source: PairSource, seed: tf.Tensor, slot: tf.Tensor) -> dict[str, tf.Tensor]:
-  """Build one (anchor, positive) example for `slot` from its stateless `seed`."""
+def example_choices(source: PairSource, seed: tf.Tensor, slot: tf.Tensor) -> dict[str, tf.Tensor]:
+  """Every random choice of the example in `slot`, drawn from its stateless `seed`."""
   c = source.cfg
   seeds = tf.random.experimental.stateless_split(seed, 8)
   track = tf.gather(source.slot_track, slot)
@@ -103,36 +128,51 @@ def make_example(source: PairSource, seed: tf.Tensor, slot: tf.Tensor) -> dict[s
   noise_start = tf.random.stateless_uniform(
       [], seeds[5], 0, tf.int64.max, dtype=tf.int64) % tf.gather(source.noise_lengths, noise_file)
   rir_index = tf.random.stateless_uniform([], seeds[6], 0, len(source.rirs), dtype=tf.int64)
+  return {"offset": offset, "kind": kind, "snr_db": snr_db, "track": track, "start": start,
+          "rir": rir_index, "noise": noise_file, "noise_start": noise_start}
 
-  ctx, seg, off = c.reverb_context_samples, c.segment_samples, c.max_offset_samples
-  wave, noise, rir = tf.numpy_function(
-      source.read, [track, start - off - ctx, noise_file, noise_start, rir_index],
-      [tf.float32, tf.float32, tf.float32], stateful=False)
-  wave = tf.ensure_shape(wave, [ctx + seg + 2 * off])
-  noise = tf.ensure_shape(noise, [ctx + seg])
-  rir = tf.ensure_shape(rir, [c.rir_samples])
 
-  anchor = wave[ctx + off:ctx + off + seg]
-  shifted = tf.slice(wave, [off + offset], [ctx + seg])  # the crop moved by `offset`, with context
-  reverb = tf.not_equal(kind, NOISE)
-  signal = tf.cond(reverb, lambda: distortions.reverberate(shifted, rir, ctx),
-                   lambda: shifted[ctx:])
-  noise_crop = tf.cond(tf.equal(kind, NOISE_REVERB),
-                       lambda: distortions.reverberate(noise, rir, ctx), lambda: noise[ctx:])
-  with_noise = tf.not_equal(kind, REVERB)
-  positive = tf.cond(with_noise, lambda: distortions.mix_at_snr(signal, noise_crop, snr_db),
-                     lambda: signal)
-  return {
-      "anchor": distortions.peak_normalize(anchor),
-      "positive": distortions.peak_normalize(positive),
-      "offset": offset, "kind": kind, "snr_db": snr_db,
-      "track": track, "start": start, "rir": rir_index, "noise": noise_file,
-      "noise_start": noise_start,
-  }
+def make_examples(source: PairSource, choices: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+  """Build a chunk of (anchor, positive) examples from their batched `choices`.
+
+  The reverberant rows (signals of kinds REVERB and NOISE_REVERB, noises of
+  NOISE_REVERB) go through one batched FFT convolution, each RIR spectrum
+  computed once and used for both the signal and the noise of its example.
+  """
+  c = source.cfg
+  ctx, seg = c.reverb_context_samples, c.segment_samples
+  kind = choices["kind"]
+  reverb_rows = tf.where(tf.not_equal(kind, NOISE))[:, 0]
+  both_rows = tf.where(tf.equal(kind, NOISE_REVERB))[:, 0]
+  banks = (source.tracks, source.tracks, source.noise, source.rirs)
+  anchor, shifted, noise, rir = (_as_float(x) for x in tf.numpy_function(
+      source.read, [choices[k] for k in ("track", "start", "offset", "noise", "noise_start")]
+      + [tf.gather(choices["rir"], reverb_rows)],
+      [tf.as_dtype(b.dtype) for b in banks], stateful=False))
+  anchor = tf.ensure_shape(anchor, [None, seg])
+  shifted = tf.ensure_shape(shifted, [None, ctx + seg])
+  noise = tf.ensure_shape(noise, [None, ctx + seg])
+  rir = tf.ensure_shape(rir, [None, distortions.reverb_kept_rir_samples(ctx + seg, c.rir_samples)])
+
+  n_fft = distortions.reverb_fft_size(ctx + seg, c.rir_samples, ctx)
+  rir_spectra = tf.signal.rfft(rir, [n_fft])
+  # both_rows is a subset of reverb_rows (both sorted): the position of each in it.
+  both_spectra = tf.gather(rir_spectra, tf.searchsorted(reverb_rows, both_rows))
+  wet = distortions.reverberate_with_spectra(
+      tf.concat([tf.gather(shifted, reverb_rows), tf.gather(noise, both_rows)], 0),
+      tf.concat([rir_spectra, both_spectra], 0), n_fft, ctx)
+  n_reverb = tf.shape(reverb_rows)[0]
+  signal = tf.tensor_scatter_nd_update(shifted[:, ctx:], reverb_rows[:, None], wet[:n_reverb])
+  noise_crop = tf.tensor_scatter_nd_update(noise[:, ctx:], both_rows[:, None], wet[n_reverb:])
+  positive = tf.where(tf.not_equal(kind, REVERB)[:, None],
+                      distortions.mix_at_snr(signal, noise_crop, choices["snr_db"]), signal)
+  return dict(choices, anchor=distortions.peak_normalize(anchor),
+              positive=distortions.peak_normalize(positive))
 
 
 def pair_dataset(source: PairSource, batch_size: int, seed: int, start_index: int = 0,
-                 host: int = 0, prefetch: int = 2) -> tf.data.Dataset:
+                 host: int = 0, prefetch: int = 2,
+                 examples_per_read: int = EXAMPLES_PER_READ) -> tf.data.Dataset:
   """Endless batches of pairs from example index `start_index` of this host's stream.
 
   Each batch also holds 'index' (the stream index of every example): the
@@ -152,14 +192,20 @@ def pair_dataset(source: PairSource, batch_size: int, seed: int, start_index: in
   ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_slots)
   ds = ds.skip(first_position)
 
-  def build(epoch, position, slot):
-    ex = make_example(source, example_seed(seed, host, epoch, position), slot)
+  def choose(epoch, position, slot):
+    ex = example_choices(source, example_seed(seed, host, epoch, position), slot)
     ex["index"] = epoch * slots + position
     return ex
 
-  ds = ds.map(build, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.filter(lambda ex: distortions.mean_power(ex["anchor"]) > source.cfg.energy_threshold)
-  ds = ds.batch(batch_size, drop_remainder=True)
+  def keep_voiced(ex):
+    voiced = distortions.mean_power(ex["anchor"]) > source.cfg.energy_threshold
+    return tf.nest.map_structure(lambda x: tf.boolean_mask(x, voiced), ex)
+
+  ds = ds.map(choose, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(examples_per_read)
+  ds = ds.map(lambda ch: keep_voiced(make_examples(source, ch)),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.rebatch(batch_size, drop_remainder=True)
   options = tf.data.Options()
   options.deterministic = True
   options.experimental_optimization.map_parallelization = True

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 import shutil
 import tempfile
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -56,20 +56,32 @@ class PcmBank:
 
   def window(self, i: int, start: int, length: int, loop: bool = False) -> np.ndarray:
     """Samples [start, start+length) of waveform i, zero-padded outside it (or looped)."""
-    wave = self.waveform(int(i))
-    n = wave.shape[0]
-    if loop and n > 0:
-      # Slices, not a modular index array: a gather of every sample is far slower than copies
-      # (benchmarks/RESULTS.md §3, the pair pipeline before and after).
-      first = int(start) % n
-      if first + length <= n:
-        return np.array(wave[first:first + length])
-      pieces = [wave[first:]] + [wave] * ((length - (n - first)) // n + 1)
-      return np.concatenate(pieces)[:length]
-    out = np.zeros((length,), self.dtype)
-    lo, hi = max(int(start), 0), min(int(start) + length, n)
-    if hi > lo:
-      out[lo - int(start):hi - int(start)] = wave[lo:hi]
+    return self.windows([i], [start], length, loop)[0]
+
+  def windows(self, indices: Sequence[int], starts: Sequence[int], length: int,
+              loop: bool = False) -> np.ndarray:
+    """Row k: samples [starts[k], starts[k]+length) of waveform indices[k], as `window` gives.
+
+    One [len(indices), length] array in the bank's dtype, each row filled by
+    slice copies straight from the memory map (no per-row temporaries), so a
+    pipeline can read a whole chunk of examples in one call.
+    """
+    out = np.zeros((len(indices), length), self.dtype)
+    for row, i, start in zip(out, indices, starts):
+      wave, start = self.waveform(int(i)), int(start)
+      n = wave.shape[0]
+      if loop and n > 0:
+        # Slices, not a modular index array: a gather of every sample is far slower than copies
+        # (benchmarks/RESULTS.md §3, the pair pipeline before and after).
+        first, pos = start % n, 0
+        while pos < length:
+          take = min(n - first, length - pos)
+          row[pos:pos + take] = wave[first:first + take]
+          pos, first = pos + take, 0
+        continue
+      lo, hi = max(start, 0), min(start + length, n)
+      if hi > lo:
+        row[lo - start:hi - start] = wave[lo:hi]
     return out
 
   @staticmethod

@@ -44,8 +44,9 @@ def test_reverberate_is_full_convolution_with_context():
 @pytest.mark.parametrize("x_len,h_len,context", [(500, 2000, 100), (2999, 1, 0), (1201, 1200, 1200),
                                                   (4000, 3000, 3999)])
 def test_reverberate_shortened_fft_keeps_every_sample_exact(x_len, h_len, context):
-  # Its FFT covers len(x) + len(h) - 1 - context points, not the full convolution: the
-  # kept samples must still equal the linear convolution's, including the last one.
+  # Its FFT covers len(x) + min(len(h), len(x)) - 1 - context points, not the full convolution
+  # (h longer than x is cut to len(x)): the kept samples must still equal the linear
+  # convolution's, including the last one.
   rng = np.random.default_rng(x_len)
   x = rng.standard_normal(x_len).astype(np.float32)
   h = rng.standard_normal(h_len).astype(np.float32)
@@ -101,6 +102,40 @@ def test_positive_is_the_anchor_shifted_by_the_offset(tmp_path):
     np.testing.assert_allclose(batch["anchor"][i].numpy(), anchor / np.abs(anchor).max(), atol=1e-6)
 
 
+def test_every_row_of_a_chunk_is_its_own_example(tmp_path):
+  # Chunks are read and reverberated as one batch (rows gathered and scattered back by kind):
+  # each positive must equal the example rebuilt alone from its own recorded choices in float64,
+  # with several RIRs and noise files so that a row given another's would show.
+  rng = np.random.default_rng(5)
+  tracks = PcmBank.write(tmp_path / "tracks", [(f"t{i}", (rng.standard_normal(16000 * 3) * 3000)
+                                                 .astype(np.int16)) for i in range(3)], np.int16, 16000)
+  noise = PcmBank.write(tmp_path / "noise", [(f"n{i}", (rng.standard_normal(4000 + 900 * i) * 2000)
+                                               .astype(np.int16)) for i in range(3)], np.int16, 16000)
+  rirs = PcmBank.write(tmp_path / "rirs", [(f"r{i}", (np.exp(-np.arange(300 + 500 * i) / 200)
+                                                      * rng.standard_normal(300 + 500 * i))
+                                            .astype(np.float32)) for i in range(4)], np.float32, 16000)
+  ctx, seg = 1600, 15360
+  # RIRs longer than the crop and its context, so the cut to the samples that reach it is used.
+  cfg = pairs.PairConfig(reverb_context_samples=ctx, rir_samples=20000)
+  source = pairs.PairSource(tracks, noise, rirs, cfg)
+  batch = next(iter(pairs.pair_dataset(source, 24, seed=11, examples_per_read=16)))
+  assert set(batch["kind"].numpy()) == {pairs.NOISE, pairs.REVERB, pairs.NOISE_REVERB}
+  assert len(set(batch["rir"].numpy())) > 2 and len(set(batch["noise"].numpy())) > 1
+  for i in range(24):
+    kind, start, offset = int(batch["kind"][i]), int(batch["start"][i]), int(batch["offset"][i])
+    x = tracks.window(int(batch["track"][i]), start + offset - ctx, ctx + seg) / 32768.0
+    n = noise.window(int(batch["noise"][i]), int(batch["noise_start"][i]), ctx + seg,
+                     loop=True) / 32768.0
+    h = rirs.window(int(batch["rir"][i]), 0, 20000).astype(np.float64)
+    signal = scipy.signal.fftconvolve(x, h)[ctx:ctx + seg] if kind != pairs.NOISE else x[ctx:]
+    n = scipy.signal.fftconvolve(n, h)[ctx:ctx + seg] if kind == pairs.NOISE_REVERB else n[ctx:]
+    if kind != pairs.REVERB:
+      snr = float(batch["snr_db"][i])
+      signal = signal + n * np.sqrt(np.mean(signal ** 2) / (np.mean(n ** 2) * 10 ** (snr / 10)))
+    np.testing.assert_allclose(batch["positive"][i].numpy(), signal / np.abs(signal).max(),
+                               atol=2e-5, err_msg=f"row {i}, kind {kind}")
+
+
 def test_realised_snr_in_pipeline_is_requested(tmp_path):
   source = _source(tmp_path, distortion_weights=(1.0, 0.0, 0.0), max_offset_samples=0)
   batch = next(iter(pairs.pair_dataset(source, 16, seed=4)))
@@ -139,6 +174,12 @@ def test_resume_from_index_continues_the_stream(tmp_path):
   for want, got in zip(batches[3:], resumed):
     np.testing.assert_array_equal(want["index"].numpy(), got["index"].numpy())
     np.testing.assert_array_equal(want["positive"].numpy(), got["positive"].numpy())
+  # The chunk size of reads and FFTs does not change the stream (only float rounding may).
+  for per_read in (1, 3):
+    for want, got in zip(batches, pairs.pair_dataset(source, 4, seed=7,
+                                                     examples_per_read=per_read).take(6)):
+      for key in want:
+        np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=1e-5, err_msg=key)
 
 
 def test_epoch_visits_every_slot_once(tmp_path):
@@ -172,6 +213,14 @@ def test_bank_window_padding_loop_and_atomic_write(tmp_path):
       got = bank.window(0, start, length, loop=True)
       assert got.dtype == np.int16
       np.testing.assert_array_equal(got, expected, err_msg=f"start {start}, length {length}")
+
+  # A chunk read: every row equals its own window, looped or zero-padded.
+  starts = [0, 4, 12, -3, 3]
+  np.testing.assert_array_equal(bank.windows([0] * 5, starts, 7, loop=True),
+                                [bank.window(0, s, 7, loop=True) for s in starts])
+  np.testing.assert_array_equal(bank.windows([0] * 5, starts, 7),
+                                [bank.window(0, s, 7) for s in starts])
+  assert bank.windows([], [], 7).shape == (0, 7)
 
   def failing():
     yield "x", np.ones(3, np.int16)
