@@ -38,6 +38,9 @@ NOISE, REVERB, NOISE_REVERB = 0, 1, 2
 # per-call overhead further but hold more audio in flight per parallel call
 # (~0.5 MB per example); see benchmarks/RESULTS.md §3 for the measurement.
 EXAMPLES_PER_READ = 64
+# A source keeps the spectra of all its RIRs in memory (complex64, ~192 KB per RIR
+# at the default sizes) when they fit in this; else each chunk transforms its own.
+RIR_SPECTRA_BUDGET_BYTES = 1 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +59,24 @@ class PairConfig:
 class PairSource:
   """Banks of tracks, noise and RIRs plus the slot table of one host."""
 
-  def __init__(self, tracks: PcmBank, noise: PcmBank, rirs: PcmBank, cfg: PairConfig):
+  def __init__(self, tracks: PcmBank, noise: PcmBank, rirs: PcmBank, cfg: PairConfig,
+               rir_spectra: np.ndarray | None = None,
+               rir_spectra_budget_bytes: int = RIR_SPECTRA_BUDGET_BYTES):
+    """`rir_spectra`: those of another source with the same RIR bank and config, to share;
+    else they are computed here if they fit `rir_spectra_budget_bytes`."""
     if len(noise) == 0 or len(rirs) == 0:
       raise ValueError("pair pipeline needs at least one noise file and one RIR")
     self.tracks, self.noise, self.rirs, self.cfg = tracks, noise, rirs, cfg
+    ctx_seg = cfg.reverb_context_samples + cfg.segment_samples
+    self.rir_kept_samples = distortions.reverb_kept_rir_samples(ctx_seg, cfg.rir_samples)
+    self.reverb_fft = distortions.reverb_fft_size(ctx_seg, cfg.rir_samples,
+                                                  cfg.reverb_context_samples)
+    if rir_spectra is None and len(rirs) * (self.reverb_fft // 2 + 1) * 8 <= rir_spectra_budget_bytes:
+      rir_spectra = self._transform_rirs()
+    if rir_spectra is not None and rir_spectra.shape != (len(rirs), self.reverb_fft // 2 + 1):
+      raise ValueError(f"{rirs.folder}: RIR spectra of shape {rir_spectra.shape} do not fit "
+                       f"{len(rirs)} RIRs and a {self.reverb_fft}-point FFT")
+    self.rir_spectra = rir_spectra
     lengths = tracks.lengths
     usable = lengths >= cfg.segment_samples + cfg.max_offset_samples
     if not usable.all():
@@ -78,6 +95,15 @@ class PairSource:
   def slots_per_epoch(self) -> int:
     return int(self.slot_track.shape[0])
 
+  def _transform_rirs(self) -> np.ndarray:
+    """rfft of every RIR, cut to the samples that reach a crop: [len(rirs), n_fft // 2 + 1]."""
+    out = np.empty((len(self.rirs), self.reverb_fft // 2 + 1), np.complex64)
+    for lo in range(0, len(self.rirs), EXAMPLES_PER_READ):
+      rows = np.arange(lo, min(lo + EXAMPLES_PER_READ, len(self.rirs)))
+      h = _as_float(tf.constant(self.rirs.windows(rows, np.zeros_like(rows), self.rir_kept_samples)))
+      out[rows] = tf.signal.rfft(h, [self.reverb_fft]).numpy()
+    return out
+
   def read(self, track: np.ndarray, start: np.ndarray, offset: np.ndarray,
            noise_file: np.ndarray, noise_start: np.ndarray, rir: np.ndarray):
     """numpy side of the pipeline: the windows a chunk of examples needs, in the banks' dtypes.
@@ -86,16 +112,17 @@ class PairSource:
     per-example calls would serialise the parallel map on them.  Returns the
     anchors [B, seg], the crops moved by `offset` with their reverb context
     [B, ctx + seg], the noise excerpts with the same context [B, ctx + seg]
-    and the RIRs `rir` [len(rir), h], cut to the h samples that reach the
-    crop (distortions.reverb_kept_rir_samples; only reverberant rows need one).
+    and the RIRs `rir` (only reverberant rows need one): their spectra
+    [len(rir), n_fft // 2 + 1] if the source keeps them, else the RIRs
+    [len(rir), h] cut to the h samples that reach the crop.
     """
     c = self.cfg
     ctx, seg = c.reverb_context_samples, c.segment_samples
     return (self.tracks.windows(track, start, seg),
             self.tracks.windows(track, start + offset - ctx, ctx + seg),
             self.noise.windows(noise_file, noise_start, ctx + seg, loop=True),
-            self.rirs.windows(rir, np.zeros_like(rir),
-                              distortions.reverb_kept_rir_samples(ctx + seg, c.rir_samples)))
+            self.rirs.windows(rir, np.zeros_like(rir), self.rir_kept_samples)
+            if self.rir_spectra is None else self.rir_spectra[rir])
 
 
 def _as_float(samples: tf.Tensor) -> tf.Tensor:
@@ -137,25 +164,30 @@ def make_examples(source: PairSource, choices: dict[str, tf.Tensor]) -> dict[str
 
   The reverberant rows (signals of kinds REVERB and NOISE_REVERB, noises of
   NOISE_REVERB) go through one batched FFT convolution, each RIR spectrum
-  computed once and used for both the signal and the noise of its example.
+  (kept by the source, or computed here once) used for both the signal and
+  the noise of its example.
   """
   c = source.cfg
   ctx, seg = c.reverb_context_samples, c.segment_samples
   kind = choices["kind"]
   reverb_rows = tf.where(tf.not_equal(kind, NOISE))[:, 0]
   both_rows = tf.where(tf.equal(kind, NOISE_REVERB))[:, 0]
-  banks = (source.tracks, source.tracks, source.noise, source.rirs)
-  anchor, shifted, noise, rir = (_as_float(x) for x in tf.numpy_function(
+  n_fft = source.reverb_fft
+  cached = source.rir_spectra is not None
+  rir_dtype = tf.complex64 if cached else tf.as_dtype(source.rirs.dtype)
+  anchor, shifted, noise, rir = tf.numpy_function(
       source.read, [choices[k] for k in ("track", "start", "offset", "noise", "noise_start")]
       + [tf.gather(choices["rir"], reverb_rows)],
-      [tf.as_dtype(b.dtype) for b in banks], stateful=False))
-  anchor = tf.ensure_shape(anchor, [None, seg])
-  shifted = tf.ensure_shape(shifted, [None, ctx + seg])
-  noise = tf.ensure_shape(noise, [None, ctx + seg])
-  rir = tf.ensure_shape(rir, [None, distortions.reverb_kept_rir_samples(ctx + seg, c.rir_samples)])
-
-  n_fft = distortions.reverb_fft_size(ctx + seg, c.rir_samples, ctx)
-  rir_spectra = tf.signal.rfft(rir, [n_fft])
+      [tf.as_dtype(source.tracks.dtype)] * 2 + [tf.as_dtype(source.noise.dtype), rir_dtype],
+      stateful=False)
+  anchor = tf.ensure_shape(_as_float(anchor), [None, seg])
+  shifted = tf.ensure_shape(_as_float(shifted), [None, ctx + seg])
+  noise = tf.ensure_shape(_as_float(noise), [None, ctx + seg])
+  if cached:
+    rir_spectra = tf.ensure_shape(rir, [None, n_fft // 2 + 1])
+  else:
+    rir = tf.ensure_shape(_as_float(rir), [None, source.rir_kept_samples])
+    rir_spectra = tf.signal.rfft(rir, [n_fft])
   # both_rows is a subset of reverb_rows (both sorted): the position of each in it.
   both_spectra = tf.gather(rir_spectra, tf.searchsorted(reverb_rows, both_rows))
   wet = distortions.reverberate_with_spectra(

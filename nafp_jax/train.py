@@ -142,7 +142,7 @@ def create_pair_sources(config: ml_collections.ConfigDict):
   train = pairs.PairSource(sources.load_bank(tracks, d.train_split, "audio", host, hosts),
                            noise_bank, rir_bank, cfg)
   evaluation = pairs.PairSource(sources.load_bank(tracks, d.eval_split, "audio", host, hosts),
-                                noise_bank, rir_bank, cfg)
+                                noise_bank, rir_bank, cfg, rir_spectra=train.rir_spectra)
   return train, evaluation
 
 

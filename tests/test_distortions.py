@@ -102,10 +102,12 @@ def test_positive_is_the_anchor_shifted_by_the_offset(tmp_path):
     np.testing.assert_allclose(batch["anchor"][i].numpy(), anchor / np.abs(anchor).max(), atol=1e-6)
 
 
-def test_every_row_of_a_chunk_is_its_own_example(tmp_path):
+@pytest.mark.parametrize("keep_spectra", [True, False])
+def test_every_row_of_a_chunk_is_its_own_example(tmp_path, keep_spectra):
   # Chunks are read and reverberated as one batch (rows gathered and scattered back by kind):
   # each positive must equal the example rebuilt alone from its own recorded choices in float64,
-  # with several RIRs and noise files so that a row given another's would show.
+  # with several RIRs and noise files so that a row given another's would show.  Both with the
+  # RIR spectra kept by the source and with each chunk transforming its RIRs.
   rng = np.random.default_rng(5)
   tracks = PcmBank.write(tmp_path / "tracks", [(f"t{i}", (rng.standard_normal(16000 * 3) * 3000)
                                                  .astype(np.int16)) for i in range(3)], np.int16, 16000)
@@ -117,7 +119,9 @@ def test_every_row_of_a_chunk_is_its_own_example(tmp_path):
   ctx, seg = 1600, 15360
   # RIRs longer than the crop and its context, so the cut to the samples that reach it is used.
   cfg = pairs.PairConfig(reverb_context_samples=ctx, rir_samples=20000)
-  source = pairs.PairSource(tracks, noise, rirs, cfg)
+  source = pairs.PairSource(tracks, noise, rirs, cfg,
+                            rir_spectra_budget_bytes=pairs.RIR_SPECTRA_BUDGET_BYTES * keep_spectra)
+  assert (source.rir_spectra is not None) == keep_spectra
   batch = next(iter(pairs.pair_dataset(source, 24, seed=11, examples_per_read=16)))
   assert set(batch["kind"].numpy()) == {pairs.NOISE, pairs.REVERB, pairs.NOISE_REVERB}
   assert len(set(batch["rir"].numpy())) > 2 and len(set(batch["noise"].numpy())) > 1
