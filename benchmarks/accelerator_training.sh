@@ -11,12 +11,15 @@
 #   pip download --no-deps --python-version 3.12 --only-binary=:all: \
 #     --platform manylinux2014_x86_64 -d wheels ml_collections librosa audioread soxr \
 #     pooch decorator soundfile lazy_loader
-# and are installed from there with no index.  The input pipeline (tf.data) is timed
-# separately on a CPU host (train_throughput.py --pipeline), since TensorFlow need not
-# be on the accelerator machine; pipeline/step ratio = pairs/s per host core x host
-# cores / (steps/s x pairs per step).
+# and are installed from there with no index.  Where TensorFlow and pyroomacoustics
+# import on that machine, the pair pipeline is then timed on its host CPUs too
+# (benchmarks/pipeline_throughput.py, at most PIPELINE_TIMEOUT s including building the
+# config's datasets), so pipeline/step = its pairs/s / (steps/s x pairs per step) comes
+# from the same host; else it is skipped with a line saying so, and the ratio is
+# computed from a CPU host's pairs/s per core.
 # Optional: CONFIG (default configs/paper.py), BATCHES (default "256 1024 4096"),
-# DTYPES (default "bfloat16 float32"), STEPS (default 10), PYTHON (default python3).
+# DTYPES (default "bfloat16 float32"), STEPS (default 10), PYTHON (default python3),
+# PIPELINE (default 1; 0 skips the pipeline), PIPELINE_TIMEOUT (default 300).
 set -uo pipefail
 
 CONFIG=${CONFIG:-configs/paper.py}
@@ -24,6 +27,8 @@ BATCHES=${BATCHES:-256 1024 4096}
 DTYPES=${DTYPES:-bfloat16 float32}
 STEPS=${STEPS:-10}
 PYTHON=${PYTHON:-python3}
+PIPELINE=${PIPELINE:-1}
+PIPELINE_TIMEOUT=${PIPELINE_TIMEOUT:-300}
 OUT=${OUT:-./accelerator_training_logs}
 mkdir -p "$OUT"
 
@@ -47,4 +52,18 @@ for dtype in $DTYPES; do
     fi
   done
 done
+
+if [[ "$PIPELINE" == 1 ]]; then
+  log="$OUT/pipeline.log"
+  echo "== pair pipeline on this host ($(nproc) CPUs)" | tee -a "$OUT/summary.txt"
+  if ! "$PYTHON" -c "import tensorflow, pyroomacoustics" > /dev/null 2>&1; then
+    echo "skipped: TensorFlow or pyroomacoustics does not import here" | tee -a "$OUT/summary.txt"
+  elif timeout "$PIPELINE_TIMEOUT" "$PYTHON" -m benchmarks.pipeline_throughput --config "$CONFIG" \
+      --batch 1024 --reads=64 --rounds 1 > "$log" 2>&1; then
+    grep -E "^config=|pairs/s" "$log" | tee -a "$OUT/summary.txt"
+  else
+    echo "failed or timed out (see $(basename "$log")): $(tail -n 1 "$log")" | tee -a "$OUT/summary.txt"
+    status=1
+  fi
+fi
 exit $status
