@@ -163,9 +163,9 @@ def make_examples(source: PairSource, choices: dict[str, tf.Tensor]) -> dict[str
   """Build a chunk of (anchor, positive) examples from their batched `choices`.
 
   The reverberant rows (signals of kinds REVERB and NOISE_REVERB, noises of
-  NOISE_REVERB) go through one batched FFT convolution, each RIR spectrum
-  (kept by the source, or computed here once) used for both the signal and
-  the noise of its example.
+  NOISE_REVERB) go through batched FFT convolutions (one for the signals, one
+  for the noises), each RIR spectrum (kept by the source, or computed here
+  once) used for both the signal and the noise of its example.
   """
   c = source.cfg
   ctx, seg = c.reverb_context_samples, c.segment_samples
@@ -190,12 +190,12 @@ def make_examples(source: PairSource, choices: dict[str, tf.Tensor]) -> dict[str
     rir_spectra = tf.signal.rfft(rir, [n_fft])
   # both_rows is a subset of reverb_rows (both sorted): the position of each in it.
   both_spectra = tf.gather(rir_spectra, tf.searchsorted(reverb_rows, both_rows))
-  wet = distortions.reverberate_with_spectra(
-      tf.concat([tf.gather(shifted, reverb_rows), tf.gather(noise, both_rows)], 0),
-      tf.concat([rir_spectra, both_spectra], 0), n_fft, ctx)
-  n_reverb = tf.shape(reverb_rows)[0]
-  signal = tf.tensor_scatter_nd_update(shifted[:, ctx:], reverb_rows[:, None], wet[:n_reverb])
-  noise_crop = tf.tensor_scatter_nd_update(noise[:, ctx:], both_rows[:, None], wet[n_reverb:])
+  wet_signal = distortions.reverberate_with_spectra(tf.gather(shifted, reverb_rows), rir_spectra,
+                                                    n_fft, ctx)
+  wet_noise = distortions.reverberate_with_spectra(tf.gather(noise, both_rows), both_spectra,
+                                                   n_fft, ctx)
+  signal = tf.tensor_scatter_nd_update(shifted[:, ctx:], reverb_rows[:, None], wet_signal)
+  noise_crop = tf.tensor_scatter_nd_update(noise[:, ctx:], both_rows[:, None], wet_noise)
   positive = tf.where(tf.not_equal(kind, REVERB)[:, None],
                       distortions.mix_at_snr(signal, noise_crop, choices["snr_db"]), signal)
   return dict(choices, anchor=distortions.peak_normalize(anchor),
