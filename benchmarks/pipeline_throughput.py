@@ -12,6 +12,9 @@ RIR's spectrum, the default when they fit pairs.RIR_SPECTRA_BUDGET_BYTES) and/or
 --rounds times, so machine noise falls on all alike; each prints the median of
 its rounds, its ratio to the last --reads listed and, with two --rir_spectra,
 its ratio to the last one.  Host cores are the CPUs this process may run on.
+Each run also prints the process's CPU time per pair (all threads, the
+consumer's loop included): the cost that a host with more cores divides, which
+unlike pairs/s per core does not depend on how well these cores scale.
 """
 
 from __future__ import annotations
@@ -19,11 +22,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
+import time
 
 from absl import app, flags
 from ml_collections import config_flags
-
-from benchmarks.timing import timed_rate
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/small.py", "Config whose data to read.")
@@ -32,6 +34,17 @@ flags.DEFINE_list("reads", ["64", "1"], "Examples per host read to compare.")
 flags.DEFINE_list("rir_spectra", ["kept"], "kept and/or per_chunk (see the docstring).")
 flags.DEFINE_integer("rounds", 3, "Timing rounds per (kind, reads).")
 flags.DEFINE_float("seconds", 4.0, "Seconds per timing.")
+
+def _timed(it, batch: int, seconds: float) -> tuple[float, float]:
+  """(pairs/s, CPU ms per pair) of next(it) over one timing of at least `seconds`."""
+  calls, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
+  while True:
+    next(it)
+    calls += 1
+    wall = time.perf_counter() - wall0
+    if wall >= seconds:
+      return calls * batch / wall, (time.process_time() - cpu0) * 1e3 / (calls * batch)
+
 
 _KINDS = {"config mix": None, "noise only": (1.0, 0.0, 0.0), "reverb only": (0.0, 1.0, 0.0),
           "noise + reverb": (0.0, 0.0, 1.0)}
@@ -66,16 +79,20 @@ def main(argv):
   print(f"config={config.model.name} batch={FLAGS.batch} host cores={cores} "
         f"distortion mix={tuple(source.cfg.distortion_weights)} RIRs={len(source.rirs)}")
   rates = {key: [] for key in iterators}
+  cpu_ms = {key: [] for key in iterators}
   for _ in range(FLAGS.rounds):
     for key, it in iterators.items():
-      rates[key].append(timed_rate(lambda it=it: next(it), FLAGS.batch, FLAGS.seconds))
+      rate, cpu = _timed(it, FLAGS.batch, FLAGS.seconds)
+      rates[key].append(rate)
+      cpu_ms[key].append(cpu)
   median = {key: statistics.median(r) for key, r in rates.items()}
   for kind in _KINDS:
     for mode in modes:
       for r in reads:
         rate = median[kind, mode, r]
         line = (f"{kind:15s} RIR spectra {mode:9s} reads of {r:4d}: {rate:9.1f} pairs/s = "
-                f"{rate / cores:8.1f} per core  ({rate / median[kind, mode, reads[-1]]:.2f}x "
+                f"{rate / cores:8.1f} per core, {statistics.median(cpu_ms[kind, mode, r]):.3f} "
+                f"CPU ms per pair  ({rate / median[kind, mode, reads[-1]]:.2f}x "
                 f"reads of {reads[-1]}")
         if len(modes) > 1:
           line += f"; {rate / median[kind, modes[-1], r]:.2f}x {modes[-1]}"

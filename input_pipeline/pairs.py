@@ -3,9 +3,10 @@
 The stream is addressed by a per-host example index i = epoch * E + p, where
 E is the number of crop slots of this host's tracks (one slot per 0.96 s of
 audio).  Epoch e visits every slot once in a stateless random order; every
-random choice of example p comes from the seed (seed, host, epoch, p).  So any
-example can be reproduced, the pipeline is deterministic, and resuming at index
-i only skips slot ids, never decodes what it skips.
+random choice of example p is a stateless function of (seed, host, epoch, p):
+Philox keyed by (seed, host, epoch) at counters given by p.  So any example can
+be reproduced, the pipeline is deterministic, and resuming at index i only
+skips slot ids, never decodes what it skips.
 
 Anchor: a random crop inside the slot, peak-normalised, rejected when its mean
 power is <= `energy_threshold`.  Positive: the same crop shifted by a uniform
@@ -14,12 +15,11 @@ random excerpt of a random noise file at SNR U[lo, hi] dB over the crop; reverb
 is a full convolution with a random RIR; noise+reverb reverberates the noise
 with the same RIR before mixing.  The positive is peak-normalised last.
 
-The random choices are drawn per example (that is what makes each example
-reproducible from its index); the audio is read and distorted per chunk of
-EXAMPLES_PER_READ consecutive examples, with one numpy call and one batched
-FFT convolution for the chunk, since per-example Python calls and FFTs were
-most of the host's time per pair.  Chunking does not change which examples the
-stream holds or their order.
+Everything is done per chunk of EXAMPLES_PER_READ consecutive examples of an
+epoch: the choices by a few ops for the chunk, the audio read by one numpy
+call, the reverberation by batched FFT convolutions, since per-example ops,
+Python calls and FFTs were most of the host's time per pair.  Chunking does not
+change which examples the stream holds or their order.
 """
 
 from __future__ import annotations
@@ -132,31 +132,61 @@ def _as_float(samples: tf.Tensor) -> tf.Tensor:
   return tf.cast(samples, tf.float32)
 
 
-def example_seed(seed: int, host: int, epoch: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
-  """Stateless seed of one example from (seed, host, epoch, position)."""
-  s = tf.random.experimental.stateless_fold_in(tf.constant([seed, host], tf.int64), epoch)
-  return tf.random.experimental.stateless_fold_in(s, position)
+def epoch_seed(seed: int, host: int, epoch: tf.Tensor) -> tf.Tensor:
+  """Stateless seed of one host's epoch, from (seed, host, epoch)."""
+  return tf.random.experimental.stateless_fold_in(tf.constant([seed, host], tf.int64), epoch)
 
 
-def example_choices(source: PairSource, seed: tf.Tensor, slot: tf.Tensor) -> dict[str, tf.Tensor]:
-  """Every random choice of the example in `slot`, drawn from its stateless `seed`."""
+def _philox(shape: list, key: tf.Tensor, block: tf.Tensor, stream: int, full_int: bool = False):
+  """Philox draws from counter (block, stream) on: 4 float32 or 2 uint64 per counter block.
+
+  Draw e of the result comes from block `block + e // 4` (`// 2` for uint64),
+  so consecutive examples' draws can be made by one op for a whole chunk and
+  still each depend only on the key and the example's own position.
+  """
+  counter = tf.stack([tf.cast(block, tf.uint64), tf.constant(stream, tf.uint64)])
+  if full_int:
+    return tf.raw_ops.StatelessRandomUniformFullIntV2(shape=shape, key=key, counter=counter,
+                                                      alg=1, dtype=tf.uint64)
+  return tf.raw_ops.StatelessRandomUniformV2(shape=shape, key=key, counter=counter, alg=1)
+
+
+def _uniform_int(u: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor) -> tf.Tensor:
+  """Integers uniform in [lo, hi] from floats u in [0, 1)."""
+  span = tf.cast(hi - lo + 1, tf.float32)
+  return lo + tf.minimum(tf.cast(tf.floor(u * span), tf.int64), hi - lo)
+
+
+def chunk_choices(source: PairSource, seed: tf.Tensor, positions: tf.Tensor,
+                  slots: tf.Tensor) -> dict[str, tf.Tensor]:
+  """Every random choice of the examples at `positions` of one epoch (whose `seed` is given).
+
+  Example p's choices come from Philox with the epoch's key at counter blocks
+  2p, 2p + 1 (uniform floats) and p of a second stream (64-bit noise offsets):
+  a stateless function of (seed, host, epoch, p), the same whatever chunk p
+  is drawn in, made by a few ops per chunk rather than per example.
+  """
   c = source.cfg
-  seeds = tf.random.experimental.stateless_split(seed, 8)
-  track = tf.gather(source.slot_track, slot)
-  lo = tf.gather(source.slot_index, slot) * c.slot_samples
+  key, _ = tf.raw_ops.StatelessRandomGetKeyCounter(
+      seed=tf.random.experimental.stateless_fold_in(seed, -2))
+  n, first = tf.size(positions), positions[0]
+  u = _philox(tf.stack([n, 8]), key, 2 * first, stream=0)
+  wide = _philox(tf.stack([n, 2]), key, first, stream=1, full_int=True)[:, 0]
+  track = tf.gather(source.slot_track, slots)
+  lo = tf.gather(source.slot_index, slots) * c.slot_samples
   hi = tf.minimum(lo + c.slot_samples - 1, tf.gather(source.last_start, track))
-  start = tf.random.stateless_uniform([], seeds[0], lo, hi + 1, dtype=tf.int64)
-  offset = tf.random.stateless_uniform([], seeds[1], -c.max_offset_samples,
-                                       c.max_offset_samples + 1, dtype=tf.int64)
-  logits = tf.math.log(tf.constant([c.distortion_weights], tf.float32))
-  kind = tf.random.stateless_categorical(logits, 1, seeds[2], dtype=tf.int32)[0, 0]
-  snr_db = tf.random.stateless_uniform([], seeds[3], c.snr_db_range[0], c.snr_db_range[1])
-  noise_file = tf.random.stateless_uniform([], seeds[4], 0, len(source.noise), dtype=tf.int64)
-  noise_start = tf.random.stateless_uniform(
-      [], seeds[5], 0, tf.int64.max, dtype=tf.int64) % tf.gather(source.noise_lengths, noise_file)
-  rir_index = tf.random.stateless_uniform([], seeds[6], 0, len(source.rirs), dtype=tf.int64)
-  return {"offset": offset, "kind": kind, "snr_db": snr_db, "track": track, "start": start,
-          "rir": rir_index, "noise": noise_file, "noise_start": noise_start}
+  off = c.max_offset_samples
+  weights = np.asarray(c.distortion_weights, np.float64)
+  edges = tf.constant((np.cumsum(weights) / weights.sum())[:2], tf.float32)
+  kind = tf.reduce_sum(tf.cast(u[:, 2:3] >= edges, tf.int32), axis=1)
+  lo_db, hi_db = c.snr_db_range
+  noise_file = _uniform_int(u[:, 4], tf.constant(0, tf.int64), len(source.noise) - 1)
+  noise_length = tf.cast(tf.gather(source.noise_lengths, noise_file), tf.uint64)
+  return {"offset": _uniform_int(u[:, 1], tf.constant(-off, tf.int64), off),
+          "kind": kind, "snr_db": lo_db + u[:, 3] * (hi_db - lo_db), "track": track,
+          "start": _uniform_int(u[:, 0], lo, hi),
+          "rir": _uniform_int(u[:, 5], tf.constant(0, tf.int64), len(source.rirs) - 1),
+          "noise": noise_file, "noise_start": tf.cast(wide % noise_length, tf.int64)}
 
 
 def make_examples(source: PairSource, choices: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -213,30 +243,24 @@ def pair_dataset(source: PairSource, batch_size: int, seed: int, start_index: in
   slots = source.slots_per_epoch
   first_epoch, first_position = divmod(int(start_index), slots)
 
-  def epoch_slots(epoch):
-    # Position -1 is never an example, so the shuffle seed is distinct from theirs.
+  def epoch_chunks(epoch):
+    # Fold-in -1 is never an example's draw, so the shuffle is independent of them.
+    seed_e = epoch_seed(seed, host, epoch)
     order = tf.random.experimental.stateless_shuffle(
-        tf.range(slots, dtype=tf.int64), example_seed(seed, host, epoch, tf.constant(-1, tf.int64)))
-    positions = tf.range(slots, dtype=tf.int64)
-    return tf.data.Dataset.from_tensor_slices(
-        (tf.fill([slots], epoch), positions, order))
+        tf.range(slots, dtype=tf.int64), tf.random.experimental.stateless_fold_in(seed_e, -1))
+    first = tf.where(tf.equal(epoch, first_epoch), tf.constant(first_position, tf.int64), 0)
+    positions = tf.range(first, slots, dtype=tf.int64)
+    chunks = tf.data.Dataset.from_tensor_slices((positions, tf.gather(order, positions)))
+    return chunks.batch(examples_per_read).map(lambda p, s: (epoch, seed_e, p, s))
 
-  ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_slots)
-  ds = ds.skip(first_position)
-
-  def choose(epoch, position, slot):
-    ex = example_choices(source, example_seed(seed, host, epoch, position), slot)
-    ex["index"] = epoch * slots + position
-    return ex
-
-  def keep_voiced(ex):
+  def build(epoch, seed_e, positions, chunk_slots):
+    ex = make_examples(source, chunk_choices(source, seed_e, positions, chunk_slots))
+    ex["index"] = epoch * slots + positions
     voiced = distortions.mean_power(ex["anchor"]) > source.cfg.energy_threshold
     return tf.nest.map_structure(lambda x: tf.boolean_mask(x, voiced), ex)
 
-  ds = ds.map(choose, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.batch(examples_per_read)
-  ds = ds.map(lambda ch: keep_voiced(make_examples(source, ch)),
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_chunks)
+  ds = ds.map(build, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.rebatch(batch_size, drop_remainder=True)
   options = tf.data.Options()
   options.deterministic = True

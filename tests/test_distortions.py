@@ -140,6 +140,35 @@ def test_every_row_of_a_chunk_is_its_own_example(tmp_path, keep_spectra):
                                atol=2e-5, err_msg=f"row {i}, kind {kind}")
 
 
+def test_chunk_choices_are_uniform_and_in_range(tmp_path):
+  # 6,000 examples' draws (one epoch's seed, as the pipeline makes them): every choice stays in
+  # its range and is spread as its distribution says, to a few standard errors.
+  cfg = pairs.PairConfig(reverb_context_samples=1600, rir_samples=800,
+                         distortion_weights=(1.0, 2.0, 1.0), snr_db_range=(5.0, 15.0))
+  source = pairs.PairSource(*_banks(tmp_path), cfg)
+  n = 6000
+  positions = tf.range(n, dtype=tf.int64)
+  slots = positions % source.slots_per_epoch
+  got = {k: v.numpy() for k, v in pairs.chunk_choices(
+      source, pairs.epoch_seed(3, 0, tf.constant(0, tf.int64)), positions, slots).items()}
+  np.testing.assert_allclose(np.bincount(got["kind"], minlength=3) / n, [0.25, 0.5, 0.25], atol=0.02)
+  assert got["offset"].min() == -800 and got["offset"].max() == 800
+  assert abs(got["offset"].mean()) < 3 * 462 / np.sqrt(n)        # sd of U{-800..800} is ~462
+  assert 5.0 <= got["snr_db"].min() and got["snr_db"].max() < 15.0
+  assert abs(got["snr_db"].mean() - 10.0) < 3 * 2.89 / np.sqrt(n)
+  lo = source.slot_index[slots.numpy()] * cfg.slot_samples
+  within = got["start"] - lo                                      # uniform over its slot
+  assert within.min() >= 0 and within.max() < cfg.slot_samples
+  assert np.all(got["start"] <= source.last_start[got["track"]])
+  assert np.all(got["noise_start"] >= 0) and np.all(got["noise_start"] < 5000)
+  assert abs(got["noise_start"].mean() - 2499.5) < 3 * 1443 / np.sqrt(n)
+  # The same examples drawn in another chunking are the same draws.
+  again = pairs.chunk_choices(source, pairs.epoch_seed(3, 0, tf.constant(0, tf.int64)),
+                              positions[1234:1300], slots[1234:1300])
+  for key, value in again.items():
+    np.testing.assert_array_equal(value.numpy(), got[key][1234:1300], err_msg=key)
+
+
 def test_realised_snr_in_pipeline_is_requested(tmp_path):
   source = _source(tmp_path, distortion_weights=(1.0, 0.0, 0.0), max_offset_samples=0)
   batch = next(iter(pairs.pair_dataset(source, 16, seed=4)))
