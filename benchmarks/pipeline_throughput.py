@@ -5,7 +5,7 @@
 Builds the config's training PairSource (the same banks `train` reads) and
 times `pair_dataset` batches for the config's distortion mix and for each kind
 alone (noise, reverb, noise + reverb), for every value of --reads (examples per
-host read and batched FFT; 1 is the one-example-at-a-time pipeline).  The
+host read and batched FFT; 1 reads and distorts one example per call).
 --rir_spectra lists where RIR spectra come from: `kept` (the source holds every
 RIR's spectrum, the default when they fit pairs.RIR_SPECTRA_BUDGET_BYTES) and/or
 `per_chunk` (each chunk transforms its RIRs).  The runs are timed in turn,
@@ -34,6 +34,7 @@ flags.DEFINE_list("reads", ["64", "1"], "Examples per host read to compare.")
 flags.DEFINE_list("rir_spectra", ["kept"], "kept and/or per_chunk (see the docstring).")
 flags.DEFINE_integer("rounds", 3, "Timing rounds per (kind, reads).")
 flags.DEFINE_float("seconds", 4.0, "Seconds per timing.")
+
 
 def _timed(it, batch: int, seconds: float) -> tuple[float, float]:
   """(pairs/s, CPU ms per pair) of next(it) over one timing of at least `seconds`."""

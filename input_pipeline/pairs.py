@@ -159,7 +159,7 @@ def _uniform_int(u: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor) -> tf.Tensor:
 
 def chunk_choices(source: PairSource, seed: tf.Tensor, positions: tf.Tensor,
                   slots: tf.Tensor) -> dict[str, tf.Tensor]:
-  """Every random choice of the examples at `positions` of one epoch (whose `seed` is given).
+  """Every random choice of the examples at consecutive `positions` of one epoch (its `seed`).
 
   Example p's choices come from Philox with the epoch's key at counter blocks
   2p, 2p + 1 (uniform floats) and p of a second stream (64-bit noise offsets):
@@ -244,7 +244,7 @@ def pair_dataset(source: PairSource, batch_size: int, seed: int, start_index: in
   first_epoch, first_position = divmod(int(start_index), slots)
 
   def epoch_chunks(epoch):
-    # Fold-in -1 is never an example's draw, so the shuffle is independent of them.
+    # The shuffle's seed (fold-in -1) differs from the examples' key (fold-in -2).
     seed_e = epoch_seed(seed, host, epoch)
     order = tf.random.experimental.stateless_shuffle(
         tf.range(slots, dtype=tf.int64), tf.random.experimental.stateless_fold_in(seed_e, -1))
