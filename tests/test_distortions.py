@@ -140,6 +140,18 @@ def test_every_row_of_a_chunk_is_its_own_example(tmp_path, keep_spectra):
                                atol=2e-5, err_msg=f"row {i}, kind {kind}")
 
 
+def test_shared_rir_spectra_must_fit_the_bank(tmp_path):
+  # Spectra shared from a source with another RIR bank or FFT size are refused, naming the bank.
+  source = _source(tmp_path)
+  other = pairs.PairConfig(reverb_context_samples=3200, rir_samples=800)
+  with pytest.raises(ValueError, match="rirs.*do not fit"):
+    pairs.PairSource(source.tracks, source.noise, source.rirs, other,
+                     rir_spectra=source.rir_spectra)
+  shared = pairs.PairSource(source.tracks, source.noise, source.rirs, source.cfg,
+                            rir_spectra=source.rir_spectra)
+  assert shared.rir_spectra is source.rir_spectra
+
+
 def test_chunk_choices_are_uniform_and_in_range(tmp_path):
   # 6,000 examples' draws (one epoch's seed, as the pipeline makes them): every choice stays in
   # its range and is spread as its distribution says, to a few standard errors.
