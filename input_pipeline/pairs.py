@@ -67,16 +67,6 @@ class PairSource:
     if len(noise) == 0 or len(rirs) == 0:
       raise ValueError("pair pipeline needs at least one noise file and one RIR")
     self.tracks, self.noise, self.rirs, self.cfg = tracks, noise, rirs, cfg
-    ctx_seg = cfg.reverb_context_samples + cfg.segment_samples
-    self.rir_kept_samples = distortions.reverb_kept_rir_samples(ctx_seg, cfg.rir_samples)
-    self.reverb_fft = distortions.reverb_fft_size(ctx_seg, cfg.rir_samples,
-                                                  cfg.reverb_context_samples)
-    if rir_spectra is None and len(rirs) * (self.reverb_fft // 2 + 1) * 8 <= rir_spectra_budget_bytes:
-      rir_spectra = self._transform_rirs()
-    if rir_spectra is not None and rir_spectra.shape != (len(rirs), self.reverb_fft // 2 + 1):
-      raise ValueError(f"{rirs.folder}: RIR spectra of shape {rir_spectra.shape} do not fit "
-                       f"{len(rirs)} RIRs and a {self.reverb_fft}-point FFT")
-    self.rir_spectra = rir_spectra
     lengths = tracks.lengths
     usable = lengths >= cfg.segment_samples + cfg.max_offset_samples
     if not usable.all():
@@ -90,6 +80,17 @@ class PairSource:
     self.slot_index = np.concatenate([np.arange(c) for c in counts]).astype(np.int64)
     self.last_start = last_start.astype(np.int64)
     self.noise_lengths = self.noise.lengths.astype(np.int64)
+    # Last: the RIR transform is the costly part, so bad tracks are reported before it.
+    ctx_seg = cfg.reverb_context_samples + cfg.segment_samples
+    self.rir_kept_samples = distortions.reverb_kept_rir_samples(ctx_seg, cfg.rir_samples)
+    self.reverb_fft = distortions.reverb_fft_size(ctx_seg, cfg.rir_samples,
+                                                  cfg.reverb_context_samples)
+    if rir_spectra is None and len(rirs) * (self.reverb_fft // 2 + 1) * 8 <= rir_spectra_budget_bytes:
+      rir_spectra = self._transform_rirs()
+    if rir_spectra is not None and rir_spectra.shape != (len(rirs), self.reverb_fft // 2 + 1):
+      raise ValueError(f"{rirs.folder}: RIR spectra of shape {rir_spectra.shape} do not fit "
+                       f"{len(rirs)} RIRs and a {self.reverb_fft}-point FFT")
+    self.rir_spectra = rir_spectra
 
   @property
   def slots_per_epoch(self) -> int:
@@ -137,7 +138,8 @@ def epoch_seed(seed: int, host: int, epoch: tf.Tensor) -> tf.Tensor:
   return tf.random.experimental.stateless_fold_in(tf.constant([seed, host], tf.int64), epoch)
 
 
-def _philox(shape: list, key: tf.Tensor, block: tf.Tensor, stream: int, full_int: bool = False):
+def _philox(shape: tf.Tensor, key: tf.Tensor, block: tf.Tensor, stream: int,
+            full_int: bool = False) -> tf.Tensor:
   """Philox draws from counter (block, stream) on: 4 float32 or 2 uint64 per counter block.
 
   Draw e of the result comes from block `block + e // 4` (`// 2` for uint64),
