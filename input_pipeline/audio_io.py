@@ -2,7 +2,7 @@
 
 soundfile (libsndfile >= 1.1) decodes WAV/FLAC/OGG/Opus/MP3 without ffmpeg.
 Multichannel audio is mixed down by the mean of its channels (documented in the
-README).  Resampling uses librosa's soxr backend.
+README).  Resampling is soxr's high quality, as librosa's 'soxr_hq' (`resample`).
 """
 
 from __future__ import annotations
@@ -53,6 +53,40 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
   return data, int(sr)
 
 
+def mix_to_mono(data: np.ndarray) -> np.ndarray:
+  """[samples, channels] -> [samples]: the mean of the channels.
+
+  Summed one channel at a time, then divided by the count as numpy's mean divides: bit
+  for bit data.mean(axis=1) up to 7 channels (from 8 numpy sums in another order).
+  `mean` reduces along the short minor axis, 3x slower (benchmarks/decode_throughput.py:
+  0.56 vs 0.18 ms per second of 44.1 kHz stereo; libsndfile's Vorbis decoding takes 1.3).
+  """
+  if data.shape[1] == 1:
+    return data[:, 0]
+  total = data[:, 0] + data[:, 1]
+  for c in range(2, data.shape[1]):
+    total += data[:, c]
+  return total / np.asarray(data.shape[1], data.dtype)
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+  """`librosa.resample(wave, orig_sr=..., target_sr=..., res_type="soxr_hq")`, bit for bit.
+
+  The same soxr call and the same output length (ceil(len * target / orig), zero-padded
+  or cut), without librosa's extra passes over the signal (a validity check, a copy
+  through `apply_along_axis`, a padded copy): 3x faster (benchmarks/decode_throughput.py:
+  0.16 vs 0.50 ms per second of 44.1 kHz audio).
+  """
+  import soxr  # pylint: disable=g-import-not-at-top
+  out = soxr.resample(wave, orig_sr, target_sr, quality="soxr_hq")
+  length = int(np.ceil(wave.shape[0] * (float(target_sr) / orig_sr)))
+  if out.shape[0] > length:
+    return out[:length]
+  if out.shape[0] < length:
+    return np.concatenate([out, np.zeros(length - out.shape[0], out.dtype)])
+  return out
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SR,
                min_duration_s: float = 0.0, allow_silent: bool = False) -> np.ndarray:
   """Read an audio file as mono float32 at `sample_rate`.
@@ -75,10 +109,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SR,
     raise AudioDecodeError(path, f"invalid sample rate {sr}")
   if not np.all(np.isfinite(data)):
     raise AudioDecodeError(path, "contains NaN or infinite samples")
-  mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+  mono = mix_to_mono(data)
   if sr != sample_rate:
-    import librosa  # pylint: disable=g-import-not-at-top
-    mono = librosa.resample(mono, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
+    mono = resample(mono, sr, sample_rate)
   mono = np.ascontiguousarray(mono, dtype=np.float32)
   duration = mono.shape[0] / sample_rate
   if duration < min_duration_s:
