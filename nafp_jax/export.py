@@ -12,6 +12,7 @@ for `catalogue.update(add=...)` or any external search system.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -20,16 +21,19 @@ from typing import Iterator, Sequence
 from absl import logging
 import numpy as np
 
-from input_pipeline import audio_io
+from input_pipeline import audio_io, read_ahead
 from nafp_jax import catalogue as catalogue_lib
 from nafp_jax.fingerprinter import Fingerprinter
-from nafp_jax.identify import display_name, expand_inputs
+from nafp_jax.identify import READ_AHEAD_FILES, display_name, expand_inputs
 
 
 def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLike],
                  out: str | os.PathLike, process_index: int = 0, process_count: int = 1,
-                 shard_rows: int = 1 << 20) -> dict:
-  """Fingerprint this process's share of the files into `out`/process-XXXXX/."""
+                 shard_rows: int = 1 << 20, read_ahead_files: int = READ_AHEAD_FILES) -> dict:
+  """Fingerprint this process's share of the files into `out`/process-XXXXX/.
+
+  Files are hashed and decoded `read_ahead_files` ahead of the encoder (as `nafp index` does).
+  """
   out = Path(out)
   files = expand_inputs(inputs)
   mine = list(range(len(files)))[process_index::process_count]  # positions in the file list
@@ -51,27 +55,27 @@ def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
       os.replace(tmp, folder / f"shard-{shard:05d}.npy")
       shard, rows_in_shard, buffer = shard + 1, 0, []
 
-  for order in mine:
-    path = files[order]
-    try:
-      wave = audio_io.load_audio(path)
-    except audio_io.AudioDecodeError as e:
-      logging.warning("Skipping %s: %s", path, e.problem)
-      skipped += 1
-      continue
-    fps = fingerprinter.track_fingerprints(wave)
-    if fps.shape[0] == 0:
-      skipped += 1
-      continue
-    records.append({"name": display_name(path, inputs), "path": str(Path(path).resolve()),
-                    "duration": wave.shape[0] / audio_io.TARGET_SR,
-                    "sha1": audio_io.content_hash(path), "shard": shard,
-                    "offset": rows_in_shard, "rows": int(fps.shape[0]),
-                    "order": order})
-    buffer.append(fps)
-    rows_in_shard += fps.shape[0]
-    if rows_in_shard >= shard_rows:
-      flush()
+  reader = read_ahead.read_ahead([files[order] for order in mine], depth=read_ahead_files)
+  with contextlib.closing(reader):
+    for order, item in zip(mine, reader):
+      path = item.path
+      if item.wave is None:
+        logging.warning("Skipping %s: %s", path, item.problem)
+        skipped += 1
+        continue
+      fps = fingerprinter.track_fingerprints(item.wave)
+      if fps.shape[0] == 0:
+        skipped += 1
+        continue
+      records.append({"name": display_name(path, inputs), "path": str(Path(path).resolve()),
+                      "duration": item.wave.shape[0] / audio_io.TARGET_SR,
+                      "sha1": item.sha1, "shard": shard,
+                      "offset": rows_in_shard, "rows": int(fps.shape[0]),
+                      "order": order})
+      buffer.append(fps)
+      rows_in_shard += fps.shape[0]
+      if rows_in_shard >= shard_rows:
+        flush()
   flush()
   tmp = folder / "tracks.jsonl.tmp"
   tmp.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -7,6 +7,7 @@ search with the calibrated "no match" threshold.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -16,13 +17,15 @@ from typing import Iterable, Iterator, Sequence
 from absl import logging
 import numpy as np
 
-from input_pipeline import audio_io
+from input_pipeline import audio_io, read_ahead
 from nafp_jax import catalogue as catalogue_lib
 from nafp_jax.fingerprinter import Fingerprinter
 from nafp_jax.search.subsequence import Match, subsequence_search
 
 # Below this RMS (about -60 dBFS) a query is treated as silence: "no match".
 SILENCE_RMS = 1e-3
+# Files decoded ahead of the encoder while indexing (benchmarks/index_throughput.py).
+READ_AHEAD_FILES = 2
 
 
 @dataclasses.dataclass
@@ -46,9 +49,14 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
-                inputs: Sequence[str | os.PathLike], progress: bool = True) -> tuple[
-                    catalogue_lib.Catalogue, IndexReport]:
-  """Add every usable, not yet indexed file to the catalogue (one atomic update)."""
+                inputs: Sequence[str | os.PathLike], progress: bool = True,
+                read_ahead_files: int = READ_AHEAD_FILES) -> tuple[catalogue_lib.Catalogue,
+                                                                   IndexReport]:
+  """Add every usable, not yet indexed file to the catalogue (one atomic update).
+
+  Files are hashed and decoded `read_ahead_files` ahead of the encoder on a worker thread
+  (input_pipeline/read_ahead.py; 0 = in turn); what is added does not depend on it.
+  """
   cat.check_model(fingerprinter.bundle.identity)
   files = expand_inputs(inputs)
   report = IndexReport()
@@ -57,32 +65,34 @@ def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
 
   def new_tracks() -> Iterator[tuple[dict, np.ndarray]]:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    bar = tqdm(files, unit="track", disable=not progress, desc="indexing")
-    for path in bar:
-      sha1 = audio_io.content_hash(path) if path.is_file() and path.stat().st_size else ""
-      if sha1 and sha1 in known:
-        report.duplicates.append((str(path), known[sha1]))
-        logging.info("%s: already indexed (same content as %s); nothing to do", path, known[sha1])
-        continue
-      try:
-        wave = audio_io.load_audio(path)
-      except audio_io.AudioDecodeError as e:
-        logging.warning("Skipping %s: %s", path, e.problem)
-        report.skipped.append((str(path), e.problem))
-        continue
-      fingerprints = fingerprinter.track_fingerprints(wave)
-      if fingerprints.shape[0] == 0:
-        report.skipped.append((str(path), "shorter than one fingerprint (0.96 s)"))
-        logging.warning("Skipping %s: shorter than one fingerprint (0.96 s)", path)
-        continue
-      known[sha1] = path.name
-      report.added.append(str(path))
-      report.audio_seconds += wave.shape[0] / audio_io.TARGET_SR
-      hours = report.audio_seconds / 3600
-      bar.set_postfix(audio_h=f"{hours:.2f}",
-                       audio_h_per_s=f"{hours / max(time.time() - start, 1e-9):.4f}")
-      yield {"name": display_name(path, inputs), "path": str(path.resolve()), "duration": wave.shape[0] / audio_io.TARGET_SR,
-             "sha1": sha1}, fingerprints
+    reader = read_ahead.read_ahead(files, known_hashes=known, depth=read_ahead_files)
+    with tqdm(total=len(files), unit="track", disable=not progress, desc="indexing") as bar, \
+         contextlib.closing(reader):
+      for item in reader:
+        bar.update()
+        path, sha1 = item.path, item.sha1
+        if sha1 and sha1 in known:
+          report.duplicates.append((str(path), known[sha1]))
+          logging.info("%s: already indexed (same content as %s); nothing to do", path, known[sha1])
+          continue
+        if item.wave is None:
+          logging.warning("Skipping %s: %s", path, item.problem)
+          report.skipped.append((str(path), item.problem))
+          continue
+        wave = item.wave
+        fingerprints = fingerprinter.track_fingerprints(wave)
+        if fingerprints.shape[0] == 0:
+          report.skipped.append((str(path), "shorter than one fingerprint (0.96 s)"))
+          logging.warning("Skipping %s: shorter than one fingerprint (0.96 s)", path)
+          continue
+        known[sha1] = path.name
+        report.added.append(str(path))
+        report.audio_seconds += wave.shape[0] / audio_io.TARGET_SR
+        hours = report.audio_seconds / 3600
+        bar.set_postfix(audio_h=f"{hours:.2f}",
+                        audio_h_per_s=f"{hours / max(time.time() - start, 1e-9):.4f}")
+        yield {"name": display_name(path, inputs), "path": str(path.resolve()),
+               "duration": wave.shape[0] / audio_io.TARGET_SR, "sha1": sha1}, fingerprints
 
   added = list(new_tracks())  # fingerprint first, then one short atomic write
   if added:
