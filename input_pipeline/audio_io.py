@@ -2,7 +2,7 @@
 
 soundfile (libsndfile >= 1.1) decodes WAV/FLAC/OGG/Opus/MP3 without ffmpeg.
 Multichannel audio is mixed down by the mean of its channels (documented in the
-README).  Resampling is soxr's high quality, as librosa's 'soxr_hq' (`resample`).
+README).  Resampling uses librosa's soxr backend.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
   return sorted(p for p in root.rglob("*") if p.is_file() and is_audio_path(p))
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
+def decode_file(path: Path) -> tuple[np.ndarray, int]:
   """Decode to float32 [samples, channels] at the file's own rate."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
   try:
@@ -58,8 +58,8 @@ def mix_to_mono(data: np.ndarray) -> np.ndarray:
 
   Summed one channel at a time, then divided by the count as numpy's mean divides: bit
   for bit data.mean(axis=1) up to 7 channels (from 8 numpy sums in another order).
-  `mean` reduces along the short minor axis, 3x slower (benchmarks/decode_throughput.py:
-  0.56 vs 0.18 ms per second of 44.1 kHz stereo; libsndfile's Vorbis decoding takes 1.3).
+  `mean` reduces along the short minor axis, 3-4x slower (benchmarks/decode_throughput.py:
+  0.54-0.55 vs 0.12-0.18 ms per second of 44.1 kHz stereo; decoding Vorbis takes 1.2-1.3).
   """
   if data.shape[1] == 1:
     return data[:, 0]
@@ -67,24 +67,6 @@ def mix_to_mono(data: np.ndarray) -> np.ndarray:
   for c in range(2, data.shape[1]):
     total += data[:, c]
   return total / np.asarray(data.shape[1], data.dtype)
-
-
-def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-  """`librosa.resample(wave, orig_sr=..., target_sr=..., res_type="soxr_hq")`, bit for bit.
-
-  The same soxr call and the same output length (ceil(len * target / orig), zero-padded
-  or cut), without librosa's extra passes over the signal (a validity check, a copy
-  through `apply_along_axis`, a padded copy): 3x faster (benchmarks/decode_throughput.py:
-  0.16 vs 0.50 ms per second of 44.1 kHz audio).
-  """
-  import soxr  # pylint: disable=g-import-not-at-top
-  out = soxr.resample(wave, orig_sr, target_sr, quality="soxr_hq")
-  length = int(np.ceil(wave.shape[0] * (float(target_sr) / orig_sr)))
-  if out.shape[0] > length:
-    return out[:length]
-  if out.shape[0] < length:
-    return np.concatenate([out, np.zeros(length - out.shape[0], out.dtype)])
-  return out
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SR,
@@ -102,7 +84,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SR,
     raise AudioDecodeError(path, "is a folder, not an audio file")
   if path.stat().st_size == 0:
     raise AudioDecodeError(path, "file is empty (0 bytes)")
-  data, sr = _decode(path)
+  data, sr = decode_file(path)
   if data.size == 0 or data.shape[0] == 0:
     raise AudioDecodeError(path, "decoded to zero samples")
   if sr <= 0:
@@ -111,7 +93,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SR,
     raise AudioDecodeError(path, "contains NaN or infinite samples")
   mono = mix_to_mono(data)
   if sr != sample_rate:
-    mono = resample(mono, sr, sample_rate)
+    import librosa  # pylint: disable=g-import-not-at-top
+    mono = librosa.resample(mono, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
   mono = np.ascontiguousarray(mono, dtype=np.float32)
   duration = mono.shape[0] / sample_rate
   if duration < min_duration_s:
