@@ -25,6 +25,11 @@ import numpy as np
 
 from input_pipeline import audio_io
 
+# Files decoded ahead by `nafp index` and `nafp export`: with 1, 2 and 4 indexing ran at
+# the same speed within noise (benchmarks/index_throughput.py, RESULTS.md §1); 2 leaves a
+# spare file when one decodes slowly.
+DEFAULT_DEPTH = 2
+
 
 @dataclasses.dataclass(frozen=True)
 class ReadFile:
@@ -51,8 +56,9 @@ def read_file(path: Path, known_hashes: Collection[str] = (), sample_rate: int =
     return ReadFile(path, sha1, None, e.problem)
 
 
-def read_ahead(paths: Sequence[Path], known_hashes: Collection[str] = (), depth: int = 2,
-               sample_rate: int = audio_io.TARGET_SR) -> Iterator[ReadFile]:
+def read_ahead(paths: Sequence[Path], known_hashes: Collection[str] = (),
+               depth: int = DEFAULT_DEPTH, sample_rate: int = audio_io.TARGET_SR
+               ) -> Iterator[ReadFile]:
   """`read_file` of every path, in order, up to `depth` files ahead on one worker thread.
 
   `depth=0` reads each file only when it is asked for (no thread).  `known_hashes` is

@@ -24,12 +24,13 @@ import numpy as np
 from input_pipeline import audio_io, read_ahead
 from nafp_jax import catalogue as catalogue_lib
 from nafp_jax.fingerprinter import Fingerprinter
-from nafp_jax.identify import READ_AHEAD_FILES, display_name, expand_inputs
+from nafp_jax.identify import display_name, expand_inputs
 
 
 def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLike],
                  out: str | os.PathLike, process_index: int = 0, process_count: int = 1,
-                 shard_rows: int = 1 << 20, read_ahead_files: int = READ_AHEAD_FILES) -> dict:
+                 shard_rows: int = 1 << 20,
+                 read_ahead_files: int = read_ahead.DEFAULT_DEPTH) -> dict:
   """Fingerprint this process's share of the files into `out`/process-XXXXX/.
 
   Files are hashed and decoded `read_ahead_files` ahead of the encoder (as `nafp index` does).

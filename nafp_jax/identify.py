@@ -24,8 +24,6 @@ from nafp_jax.search.subsequence import Match, subsequence_search
 
 # Below this RMS (about -60 dBFS) a query is treated as silence: "no match".
 SILENCE_RMS = 1e-3
-# Files decoded ahead of the encoder while indexing (benchmarks/index_throughput.py).
-READ_AHEAD_FILES = 2
 
 
 @dataclasses.dataclass
@@ -50,8 +48,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
                 inputs: Sequence[str | os.PathLike], progress: bool = True,
-                read_ahead_files: int = READ_AHEAD_FILES) -> tuple[catalogue_lib.Catalogue,
-                                                                   IndexReport]:
+                read_ahead_files: int = read_ahead.DEFAULT_DEPTH
+                ) -> tuple[catalogue_lib.Catalogue, IndexReport]:
   """Add every usable, not yet indexed file to the catalogue (one atomic update).
 
   Files are hashed and decoded `read_ahead_files` ahead of the encoder on a worker thread
