@@ -38,7 +38,13 @@ def scale_to_snr(signal: tf.Tensor, noise: tf.Tensor, snr_db: tf.Tensor) -> tf.T
   """Noise scaled so that P(signal) / P(noise) == 10^(snr_db / 10)."""
   ps = mean_power(signal)
   pn = tf.maximum(mean_power(noise), _EPS)
-  gain = tf.sqrt(ps / (pn * tf.pow(10.0, tf.cast(snr_db, signal.dtype) / 10.0)))
+  # 10^(snr/10) in float64, then cast: float32 pow's vectorised and scalar code paths differ in
+  # the last bit, so an example's gain depended on its position in the batch (and a resumed
+  # run, whose chunks start elsewhere, drifted from an uninterrupted one).  The float64 paths
+  # differ far below float32's resolution; the rest is basic arithmetic, exact on either path.
+  ratio = tf.cast(tf.pow(tf.constant(10.0, tf.float64), tf.cast(snr_db, tf.float64) / 10.0),
+                  signal.dtype)
+  gain = tf.sqrt(ps / (pn * ratio))
   return noise * gain[..., None]
 
 
