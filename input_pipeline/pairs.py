@@ -105,23 +105,30 @@ class PairSource:
       out[rows] = tf.signal.rfft(h, [self.reverb_fft]).numpy()
     return out
 
-  def read(self, track: np.ndarray, start: np.ndarray, offset: np.ndarray,
+  def read(self, kind: np.ndarray, track: np.ndarray, start: np.ndarray, offset: np.ndarray,
            noise_file: np.ndarray, noise_start: np.ndarray, rir: np.ndarray):
     """numpy side of the pipeline: the windows a chunk of examples needs, in the banks' dtypes.
 
     One call per chunk, not per example: each call holds the Python lock, so
-    per-example calls would serialise the parallel map on them.  Returns the
-    anchors [B, seg], the crops moved by `offset` with their reverb context
-    [B, ctx + seg], the noise excerpts with the same context [B, ctx + seg]
-    and the RIRs `rir` (only reverberant rows need one): their spectra
-    [len(rir), n_fft // 2 + 1] if the source keeps them, else the RIRs
-    [len(rir), h] cut to the h samples that reach the crop.
+    per-example calls would serialise the parallel map on them.  Only what each
+    kind uses is read: the reverb context only for reverberant rows, noise only
+    for rows that mix it.  Returns the anchors [B, seg]; the crops moved by
+    `offset` of the NOISE rows [n, seg] and, with their reverb context, of the
+    reverberant rows (REVERB and NOISE_REVERB) [r, ctx + seg]; the noise excerpts
+    of the NOISE rows [n, seg] and, with the same context, of the NOISE_REVERB
+    rows [b, ctx + seg]; and the RIRs `rir` of the reverberant rows: their
+    spectra [r, n_fft // 2 + 1] if the source keeps them, else the RIRs [r, h]
+    cut to the h samples that reach the crop.
     """
     c = self.cfg
     ctx, seg = c.reverb_context_samples, c.segment_samples
+    dry, reverberant, both = kind == NOISE, kind != NOISE, kind == NOISE_REVERB
+    moved = start + offset
     return (self.tracks.windows(track, start, seg),
-            self.tracks.windows(track, start + offset - ctx, ctx + seg),
-            self.noise.windows(noise_file, noise_start, ctx + seg, loop=True),
+            self.tracks.windows(track[dry], moved[dry], seg),
+            self.tracks.windows(track[reverberant], moved[reverberant] - ctx, ctx + seg),
+            self.noise.windows(noise_file[dry], noise_start[dry] + ctx, seg, loop=True),
+            self.noise.windows(noise_file[both], noise_start[both], ctx + seg, loop=True),
             self.rirs.windows(rir, np.zeros_like(rir), self.rir_kept_samples)
             if self.rir_spectra is None else self.rir_spectra[rir])
 
@@ -194,42 +201,50 @@ def chunk_choices(source: PairSource, seed: tf.Tensor, positions: tf.Tensor,
 def make_examples(source: PairSource, choices: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
   """Build a chunk of (anchor, positive) examples from their batched `choices`.
 
-  The reverberant rows (signals of kinds REVERB and NOISE_REVERB, noises of
-  NOISE_REVERB) go through batched FFT convolutions (one for the signals, one
-  for the noises), each RIR spectrum (kept by the source, or computed here
-  once) used for both the signal and the noise of its example.
+  Each kind's positives are made from its own rows only (NOISE: crop + noise;
+  REVERB: reverberant crop; NOISE_REVERB: reverberant crop + reverberant noise)
+  and put back in chunk order.  The reverberant signals and noises go through
+  one batched FFT convolution each, an example's RIR spectrum (kept by the
+  source, or computed here once) serving its signal and its noise.
   """
   c = source.cfg
   ctx, seg = c.reverb_context_samples, c.segment_samples
   kind = choices["kind"]
-  reverb_rows = tf.where(tf.not_equal(kind, NOISE))[:, 0]
-  both_rows = tf.where(tf.equal(kind, NOISE_REVERB))[:, 0]
+  rows = lambda mask: tf.where(mask)[:, 0]
+  dry_rows, reverb_rows = rows(tf.equal(kind, NOISE)), rows(tf.not_equal(kind, NOISE))
+  both_rows, wet_only_rows = rows(tf.equal(kind, NOISE_REVERB)), rows(tf.equal(kind, REVERB))
   n_fft = source.reverb_fft
   cached = source.rir_spectra is not None
-  rir_dtype = tf.complex64 if cached else tf.as_dtype(source.rirs.dtype)
-  anchor, shifted, noise, rir = tf.numpy_function(
-      source.read, [choices[k] for k in ("track", "start", "offset", "noise", "noise_start")]
+  track_dtype, noise_dtype = tf.as_dtype(source.tracks.dtype), tf.as_dtype(source.noise.dtype)
+  anchor, dry, with_context, dry_noise, noise_with_context, rir = tf.numpy_function(
+      source.read, [kind] + [choices[k] for k in ("track", "start", "offset", "noise",
+                                                  "noise_start")]
       + [tf.gather(choices["rir"], reverb_rows)],
-      [tf.as_dtype(source.tracks.dtype)] * 2 + [tf.as_dtype(source.noise.dtype), rir_dtype],
-      stateful=False)
+      [track_dtype] * 3 + [noise_dtype] * 2
+      + [tf.complex64 if cached else tf.as_dtype(source.rirs.dtype)], stateful=False)
   anchor = tf.ensure_shape(_as_float(anchor), [None, seg])
-  shifted = tf.ensure_shape(_as_float(shifted), [None, ctx + seg])
-  noise = tf.ensure_shape(_as_float(noise), [None, ctx + seg])
+  dry = tf.ensure_shape(_as_float(dry), [None, seg])
+  with_context = tf.ensure_shape(_as_float(with_context), [None, ctx + seg])
+  dry_noise = tf.ensure_shape(_as_float(dry_noise), [None, seg])
+  noise_with_context = tf.ensure_shape(_as_float(noise_with_context), [None, ctx + seg])
   if cached:
     rir_spectra = tf.ensure_shape(rir, [None, n_fft // 2 + 1])
   else:
     rir = tf.ensure_shape(_as_float(rir), [None, source.rir_kept_samples])
     rir_spectra = tf.signal.rfft(rir, [n_fft])
-  # both_rows is a subset of reverb_rows (both sorted): the position of each in it.
-  both_spectra = tf.gather(rir_spectra, tf.searchsorted(reverb_rows, both_rows))
-  wet_signal = distortions.reverberate_with_spectra(tf.gather(shifted, reverb_rows), rir_spectra,
-                                                    n_fft, ctx)
-  wet_noise = distortions.reverberate_with_spectra(tf.gather(noise, both_rows), both_spectra,
-                                                   n_fft, ctx)
-  signal = tf.tensor_scatter_nd_update(shifted[:, ctx:], reverb_rows[:, None], wet_signal)
-  noise_crop = tf.tensor_scatter_nd_update(noise[:, ctx:], both_rows[:, None], wet_noise)
-  positive = tf.where(tf.not_equal(kind, REVERB)[:, None],
-                      distortions.mix_at_snr(signal, noise_crop, choices["snr_db"]), signal)
+  # both_rows and wet_only_rows are subsets of reverb_rows (all sorted): their positions in it.
+  both_in_reverb = tf.searchsorted(reverb_rows, both_rows)
+  wet = distortions.reverberate_with_spectra(with_context, rir_spectra, n_fft, ctx)
+  wet_noise = distortions.reverberate_with_spectra(
+      noise_with_context, tf.gather(rir_spectra, both_in_reverb), n_fft, ctx)
+  snr_db = choices["snr_db"]
+  positive = tf.dynamic_stitch(
+      [tf.cast(r, tf.int32) for r in (dry_rows, wet_only_rows, both_rows)],
+      [distortions.mix_at_snr(dry, dry_noise, tf.gather(snr_db, dry_rows)),
+       tf.gather(wet, tf.searchsorted(reverb_rows, wet_only_rows)),
+       distortions.mix_at_snr(tf.gather(wet, both_in_reverb), wet_noise,
+                              tf.gather(snr_db, both_rows))])
+  positive = tf.ensure_shape(positive, [None, seg])
   return dict(choices, anchor=distortions.peak_normalize(anchor),
               positive=distortions.peak_normalize(positive))
 
