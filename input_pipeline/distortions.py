@@ -41,7 +41,9 @@ def scale_to_snr(signal: tf.Tensor, noise: tf.Tensor, snr_db: tf.Tensor) -> tf.T
   # 10^(snr/10) in float64, then cast: float32 pow's vectorised and scalar code paths differ in
   # the last bit, so an example's gain depended on its position in the batch (and a resumed
   # run, whose chunks start elsewhere, drifted from an uninterrupted one).  The float64 paths
-  # differ far below float32's resolution; the rest is basic arithmetic, exact on either path.
+  # differ far below float32's resolution, so the cast agrees unless a value lies within that
+  # difference of a float32 rounding boundary; the rest is basic arithmetic, exact on either
+  # path (tests/test_distortions.py compares chunk sizes to the bit).
   ratio = tf.cast(tf.pow(tf.constant(10.0, tf.float64), tf.cast(snr_db, tf.float64) / 10.0),
                   signal.dtype)
   gain = tf.sqrt(ps / (pn * ratio))
