@@ -14,10 +14,19 @@ every sample from `context` on exact.  And RIR samples past len(x) never meet
 the input at a kept sample (output n < len(x) only sums h[k] x[n - k] for
 k <= n), so the RIR is cut to len(x) first.  For training pairs (1 s of
 context, a 0.96 s crop, a 3 s RIR) that is 48,000 points instead of 131,072.
+
+The reverb's FFTs run in scipy.fft (pocketfft, single precision, batched over
+rows) through `tf.numpy_function`, which releases the Python lock while it
+transforms; in the pair pipeline that is faster than `tf.signal.rfft` / `irfft`
+(benchmarks/RESULTS.md §3).  A row's result does not depend on the other rows
+of its batch (tests/test_distortions.py), so chunked pipelines stay deterministic.
 """
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import scipy.fft
 import tensorflow as tf
 
@@ -77,17 +86,41 @@ def reverb_fft_size(length: int, rir_length: int, context: int) -> int:
   return scipy.fft.next_fast_len(max(length + h - 1 - context, length), real=True)
 
 
+def rir_spectra(rirs: np.ndarray, n_fft: int) -> np.ndarray:
+  """numpy: rfft over `n_fft` points of float32 rows [..., h] -> complex64 [..., n_fft // 2 + 1]."""
+  return scipy.fft.rfft(np.asarray(rirs, np.float32), n_fft, axis=-1)
+
+
+def _reverberate_rows(x_with_context: np.ndarray, spectra: np.ndarray, n_fft: int,
+                      context: int) -> np.ndarray:
+  """numpy side of `reverberate_with_spectra`: float32 rows [..., ctx + crop] -> [..., crop]."""
+  wet_spectra = rir_spectra(x_with_context, n_fft)
+  wet_spectra *= spectra
+  crop = x_with_context.shape[-1] - context
+  return np.ascontiguousarray(scipy.fft.irfft(wet_spectra, n_fft, axis=-1)[..., context:context + crop])
+
+
 def reverberate_with_spectra(x_with_context: tf.Tensor, rir_spectra: tf.Tensor, n_fft: int,
                              context: int) -> tf.Tensor:
   """`reverberate` with the RIRs given as their rfft over `n_fft` points (one per row of x).
 
   Lets a batch share one RIR spectrum between several signals (a crop and
   its noise), so that spectrum is computed once.  The RIRs must already be
-  cut to `reverb_kept_rir_samples` before their rfft.
+  cut to `reverb_kept_rir_samples` before their rfft (`rir_spectra`).
   """
-  crop = x_with_context.shape[-1] - context
-  wet = tf.signal.irfft(tf.signal.rfft(x_with_context, [n_fft]) * rir_spectra, [n_fft])
-  return wet[..., context:context + crop]
+  x = tf.convert_to_tensor(x_with_context, tf.float32)
+  wet = tf.numpy_function(functools.partial(_reverberate_rows, n_fft=n_fft, context=context),
+                          [x, tf.convert_to_tensor(rir_spectra, tf.complex64)], tf.float32,
+                          stateful=False)
+  return tf.ensure_shape(wet, x.shape[:-1].concatenate([x.shape[-1] - context]))
+
+
+def rfft(rirs: tf.Tensor, n_fft: int) -> tf.Tensor:
+  """`rir_spectra` as a TensorFlow op (the same pocketfft transform, eagerly or in tf.data)."""
+  rirs = tf.convert_to_tensor(rirs, tf.float32)
+  spectra = tf.numpy_function(functools.partial(rir_spectra, n_fft=n_fft), [rirs],
+                              tf.complex64, stateful=False)
+  return tf.ensure_shape(spectra, rirs.shape[:-1].concatenate([n_fft // 2 + 1]))
 
 
 def reverberate(x_with_context: tf.Tensor, rir: tf.Tensor, context: int) -> tf.Tensor:
@@ -98,4 +131,4 @@ def reverberate(x_with_context: tf.Tensor, rir: tf.Tensor, context: int) -> tf.T
   length = x_with_context.shape[-1]
   n_fft = reverb_fft_size(length, rir.shape[-1], context)
   h = rir[..., :reverb_kept_rir_samples(length, rir.shape[-1])]
-  return reverberate_with_spectra(x_with_context, tf.signal.rfft(h, [n_fft]), n_fft, context)
+  return reverberate_with_spectra(x_with_context, rfft(h, n_fft), n_fft, context)

@@ -101,8 +101,8 @@ class PairSource:
     out = np.empty((len(self.rirs), self.reverb_fft // 2 + 1), np.complex64)
     for lo in range(0, len(self.rirs), EXAMPLES_PER_READ):
       rows = np.arange(lo, min(lo + EXAMPLES_PER_READ, len(self.rirs)))
-      h = _as_float(tf.constant(self.rirs.windows(rows, np.zeros_like(rows), self.rir_kept_samples)))
-      out[rows] = tf.signal.rfft(h, [self.reverb_fft]).numpy()
+      h = self.rirs.windows(rows, np.zeros_like(rows), self.rir_kept_samples)
+      out[rows] = distortions.rir_spectra(_as_float(tf.constant(h)).numpy(), self.reverb_fft)
     return out
 
   def read(self, kind: np.ndarray, track: np.ndarray, start: np.ndarray, offset: np.ndarray,
@@ -231,7 +231,7 @@ def make_examples(source: PairSource, choices: dict[str, tf.Tensor]) -> dict[str
     rir_spectra = tf.ensure_shape(rir, [None, n_fft // 2 + 1])
   else:
     rir = tf.ensure_shape(_as_float(rir), [None, source.rir_kept_samples])
-    rir_spectra = tf.signal.rfft(rir, [n_fft])
+    rir_spectra = distortions.rfft(rir, n_fft)
   # both_rows and wet_only_rows are subsets of reverb_rows (all sorted): their positions in it.
   both_in_reverb = tf.searchsorted(reverb_rows, both_rows)
   wet = distortions.reverberate_with_spectra(with_context, rir_spectra, n_fft, ctx)
