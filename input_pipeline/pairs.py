@@ -16,10 +16,13 @@ is a full convolution with a random RIR; noise+reverb reverberates the noise
 with the same RIR before mixing.  The positive is peak-normalised last.
 
 Everything is done per chunk of EXAMPLES_PER_READ consecutive examples of an
-epoch: the choices by a few ops for the chunk, the audio read by one numpy
-call, the reverberation by batched FFT convolutions, since per-example ops,
-Python calls and FFTs were most of the host's time per pair.  Chunking does not
-change which examples the stream holds or their order.
+epoch: the choices by a few TensorFlow ops for the chunk, the examples by one
+numpy call (`PairSource.examples`), since per-example ops and Python calls were
+most of the host's time per pair.  That call reads, distorts and normalises the
+chunk in blocks of ROWS_PER_BLOCK rows of one kind, so each block's arrays stay
+in the CPU's cache across its steps, and reverberates a block by batched FFT
+convolutions.  Chunking and blocks do not change which examples the stream holds,
+their order or their values.
 """
 
 from __future__ import annotations
@@ -34,10 +37,16 @@ from input_pipeline import distortions
 from input_pipeline.pcm_bank import PcmBank
 
 NOISE, REVERB, NOISE_REVERB = 0, 1, 2
-# Examples built per host read and batched FFT.  Larger chunks amortise the
+# Examples built per host call (`PairSource.examples`).  Larger chunks amortise the
 # per-call overhead further but hold more audio in flight per parallel call
-# (~0.5 MB per example); see benchmarks/RESULTS.md §3 for the measurement.
+# (~123 KB of output per example, plus one block's working arrays); see
+# benchmarks/RESULTS.md §3 for the measurement.
 EXAMPLES_PER_READ = 64
+# Rows distorted together inside a chunk: small enough that a block's arrays (~1 MB for 16
+# dry rows) stay in cache across its steps, large enough that numpy's per-call overhead,
+# paid holding the Python lock, stays small; 16 was the fastest of 4, 8, 16 and 64 for the
+# default distortion mix (benchmarks/RESULTS.md §3).
+ROWS_PER_BLOCK = 16
 # A source keeps the spectra of all its RIRs in memory (complex64, ~192 KB per RIR
 # at the default sizes) when they fit in this; else each chunk transforms its own.
 RIR_SPECTRA_BUDGET_BYTES = 1 << 30
@@ -101,43 +110,72 @@ class PairSource:
     out = np.empty((len(self.rirs), self.reverb_fft // 2 + 1), np.complex64)
     for lo in range(0, len(self.rirs), EXAMPLES_PER_READ):
       rows = np.arange(lo, min(lo + EXAMPLES_PER_READ, len(self.rirs)))
-      h = self.rirs.windows(rows, np.zeros_like(rows), self.rir_kept_samples)
-      out[rows] = distortions.rir_spectra(_as_float(tf.constant(h)).numpy(), self.reverb_fft)
+      out[rows] = self._transform(rows)
     return out
 
-  def read(self, kind: np.ndarray, track: np.ndarray, start: np.ndarray, offset: np.ndarray,
-           noise_file: np.ndarray, noise_start: np.ndarray, rir: np.ndarray):
-    """numpy side of the pipeline: the windows a chunk of examples needs, in the banks' dtypes.
+  def _transform(self, rirs: np.ndarray) -> np.ndarray:
+    """rfft of RIRs `rirs` cut to the samples that reach a crop: [len(rirs), n_fft // 2 + 1]."""
+    h = self.rirs.windows(rirs, np.zeros_like(rirs), self.rir_kept_samples)
+    return distortions.rir_spectra(_as_float(h), self.reverb_fft)
 
-    One call per chunk, not per example: each call holds the Python lock, so
-    per-example calls would serialise the parallel map on them.  Only what each
-    kind uses is read: the reverb context only for reverberant rows, noise only
-    for rows that mix it.  Returns the anchors [B, seg]; the crops moved by
-    `offset` of the NOISE rows [n, seg] and, with their reverb context, of the
-    reverberant rows (REVERB and NOISE_REVERB) [r, ctx + seg]; the noise excerpts
-    of the NOISE rows [n, seg] and, with the same context, of the NOISE_REVERB
-    rows [b, ctx + seg]; and the RIRs `rir` of the reverberant rows: their
-    spectra [r, n_fft // 2 + 1] if the source keeps them, else the RIRs [r, h]
-    cut to the h samples that reach the crop.
+  def examples(self, kind: np.ndarray, track: np.ndarray, start: np.ndarray, offset: np.ndarray,
+               noise_file: np.ndarray, noise_start: np.ndarray, rir: np.ndarray,
+               snr_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy side of the pipeline: (anchors, positives, voiced) of a chunk from its choices.
+
+    One call per chunk, not per example: each call holds the Python lock between
+    numpy's operations, so per-example calls would serialise the parallel map.
+    Rows are processed in blocks of ROWS_PER_BLOCK rows of one kind, reading only
+    what that kind uses: NOISE, the crop moved by `offset` plus noise; REVERB and
+    NOISE_REVERB, the moved crop with its reverb context through the row's RIR,
+    and for NOISE_REVERB the noise with the same context through the same RIR,
+    mixed at the row's SNR over the crop.  Anchors and positives are
+    peak-normalised float32 [B, seg]; `voiced` [B] is the anchors' mean power
+    above the energy threshold.
     """
     c = self.cfg
     ctx, seg = c.reverb_context_samples, c.segment_samples
-    dry, reverberant, both = kind == NOISE, kind != NOISE, kind == NOISE_REVERB
     moved = start + offset
-    return (self.tracks.windows(track, start, seg),
-            self.tracks.windows(track[dry], moved[dry], seg),
-            self.tracks.windows(track[reverberant], moved[reverberant] - ctx, ctx + seg),
-            self.noise.windows(noise_file[dry], noise_start[dry] + ctx, seg, loop=True),
-            self.noise.windows(noise_file[both], noise_start[both], ctx + seg, loop=True),
-            self.rirs.windows(rir, np.zeros_like(rir), self.rir_kept_samples)
-            if self.rir_spectra is None else self.rir_spectra[rir])
+    anchor = np.empty((len(kind), seg), np.float32)
+    positive = np.empty((len(kind), seg), np.float32)
+    voiced = np.empty((len(kind),), bool)
+    for rows in _blocks(np.arange(len(kind))):
+      anchor[rows] = distortions.peak_normalize(
+          _as_float(self.tracks.windows(track[rows], start[rows], seg)))
+      voiced[rows] = distortions.mean_power(anchor[rows]) > c.energy_threshold
+    for rows in _blocks(np.flatnonzero(kind == NOISE)):
+      crop = _as_float(self.tracks.windows(track[rows], moved[rows], seg))
+      noise = _as_float(self.noise.windows(noise_file[rows], noise_start[rows] + ctx, seg,
+                                           loop=True))
+      positive[rows] = distortions.peak_normalize(distortions.mix_at_snr(crop, noise, snr_db[rows]))
+    for rows in _blocks(np.flatnonzero(kind != NOISE)):
+      spectra = self.rir_spectra[rir[rows]] if self.rir_spectra is not None else self._transform(
+          rir[rows])
+      wet = distortions.reverberate_with_spectra(
+          _as_float(self.tracks.windows(track[rows], moved[rows] - ctx, ctx + seg)), spectra,
+          self.reverb_fft, ctx)
+      both = kind[rows] == NOISE_REVERB
+      if both.any():
+        noisy = rows[both]
+        noise = _as_float(self.noise.windows(noise_file[noisy], noise_start[noisy], ctx + seg,
+                                             loop=True))
+        wet_noise = distortions.reverberate_with_spectra(noise, spectra[both], self.reverb_fft, ctx)
+        wet[both] = distortions.mix_at_snr(wet[both], wet_noise, snr_db[noisy])
+      positive[rows] = distortions.peak_normalize(wet)
+    return anchor, positive, voiced
 
 
-def _as_float(samples: tf.Tensor) -> tf.Tensor:
+def _blocks(rows: np.ndarray) -> list[np.ndarray]:
+  """`rows` cut into consecutive runs of at most ROWS_PER_BLOCK."""
+  return [rows[lo:lo + ROWS_PER_BLOCK] for lo in range(0, len(rows), ROWS_PER_BLOCK)]
+
+
+def _as_float(samples: np.ndarray) -> np.ndarray:
   """Bank samples as float32 in [-1, 1] (int16 PCM scaled by 1/32768)."""
-  if samples.dtype == tf.int16:
-    return tf.cast(samples, tf.float32) * np.float32(1 / 32768)
-  return tf.cast(samples, tf.float32)
+  out = samples.astype(np.float32)
+  if samples.dtype == np.int16:
+    out *= np.float32(1 / 32768)
+  return out
 
 
 def epoch_seed(seed: int, host: int, epoch: tf.Tensor) -> tf.Tensor:
@@ -198,55 +236,23 @@ def chunk_choices(source: PairSource, seed: tf.Tensor, positions: tf.Tensor,
           "noise": noise_file, "noise_start": tf.cast(wide % noise_length, tf.int64)}
 
 
+# The choices `PairSource.examples` takes, in its argument order.
+EXAMPLE_CHOICES = ("kind", "track", "start", "offset", "noise", "noise_start", "rir", "snr_db")
+
+
 def make_examples(source: PairSource, choices: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
   """Build a chunk of (anchor, positive) examples from their batched `choices`.
 
-  Each kind's positives are made from its own rows only (NOISE: crop + noise;
-  REVERB: reverberant crop; NOISE_REVERB: reverberant crop + reverberant noise)
-  and put back in chunk order.  The reverberant signals and noises go through
-  one batched FFT convolution each, an example's RIR spectrum (kept by the
-  source, or computed here once) serving its signal and its noise.
+  The choices plus 'anchor', 'positive' (float32 [B, seg]) and 'voiced' ([B], the
+  anchor's mean power above the energy threshold), made by `PairSource.examples`.
   """
-  c = source.cfg
-  ctx, seg = c.reverb_context_samples, c.segment_samples
-  kind = choices["kind"]
-  rows = lambda mask: tf.where(mask)[:, 0]
-  dry_rows, reverb_rows = rows(tf.equal(kind, NOISE)), rows(tf.not_equal(kind, NOISE))
-  both_rows, wet_only_rows = rows(tf.equal(kind, NOISE_REVERB)), rows(tf.equal(kind, REVERB))
-  n_fft = source.reverb_fft
-  cached = source.rir_spectra is not None
-  track_dtype, noise_dtype = tf.as_dtype(source.tracks.dtype), tf.as_dtype(source.noise.dtype)
-  anchor, dry, with_context, dry_noise, noise_with_context, rir = tf.numpy_function(
-      source.read, [kind] + [choices[k] for k in ("track", "start", "offset", "noise",
-                                                  "noise_start")]
-      + [tf.gather(choices["rir"], reverb_rows)],
-      [track_dtype] * 3 + [noise_dtype] * 2
-      + [tf.complex64 if cached else tf.as_dtype(source.rirs.dtype)], stateful=False)
-  anchor = tf.ensure_shape(_as_float(anchor), [None, seg])
-  dry = tf.ensure_shape(_as_float(dry), [None, seg])
-  with_context = tf.ensure_shape(_as_float(with_context), [None, ctx + seg])
-  dry_noise = tf.ensure_shape(_as_float(dry_noise), [None, seg])
-  noise_with_context = tf.ensure_shape(_as_float(noise_with_context), [None, ctx + seg])
-  if cached:
-    rir_spectra = tf.ensure_shape(rir, [None, n_fft // 2 + 1])
-  else:
-    rir = tf.ensure_shape(_as_float(rir), [None, source.rir_kept_samples])
-    rir_spectra = distortions.rfft(rir, n_fft)
-  # both_rows and wet_only_rows are subsets of reverb_rows (all sorted): their positions in it.
-  both_in_reverb = tf.searchsorted(reverb_rows, both_rows)
-  wet = distortions.reverberate_with_spectra(with_context, rir_spectra, n_fft, ctx)
-  wet_noise = distortions.reverberate_with_spectra(
-      noise_with_context, tf.gather(rir_spectra, both_in_reverb), n_fft, ctx)
-  snr_db = choices["snr_db"]
-  positive = tf.dynamic_stitch(
-      [tf.cast(r, tf.int32) for r in (dry_rows, wet_only_rows, both_rows)],
-      [distortions.mix_at_snr(dry, dry_noise, tf.gather(snr_db, dry_rows)),
-       tf.gather(wet, tf.searchsorted(reverb_rows, wet_only_rows)),
-       distortions.mix_at_snr(tf.gather(wet, both_in_reverb), wet_noise,
-                              tf.gather(snr_db, both_rows))])
-  positive = tf.ensure_shape(positive, [None, seg])
-  return dict(choices, anchor=distortions.peak_normalize(anchor),
-              positive=distortions.peak_normalize(positive))
+  seg = source.cfg.segment_samples
+  anchor, positive, voiced = tf.numpy_function(
+      source.examples, [choices[k] for k in EXAMPLE_CHOICES], [tf.float32, tf.float32, tf.bool],
+      stateful=False)
+  return dict(choices, anchor=tf.ensure_shape(anchor, [None, seg]),
+              positive=tf.ensure_shape(positive, [None, seg]),
+              voiced=tf.ensure_shape(voiced, [None]))
 
 
 def pair_dataset(source: PairSource, batch_size: int, seed: int, start_index: int = 0,
@@ -273,8 +279,10 @@ def pair_dataset(source: PairSource, batch_size: int, seed: int, start_index: in
   def build(epoch, seed_e, positions, chunk_slots):
     ex = make_examples(source, chunk_choices(source, seed_e, positions, chunk_slots))
     ex["index"] = epoch * slots + positions
-    voiced = distortions.mean_power(ex["anchor"]) > source.cfg.energy_threshold
-    return tf.nest.map_structure(lambda x: tf.boolean_mask(x, voiced), ex)
+    voiced = ex.pop("voiced")
+    # Most chunks are all voiced: no copy of their audio then.
+    return tf.cond(tf.reduce_all(voiced), lambda: ex,
+                   lambda: tf.nest.map_structure(lambda x: tf.boolean_mask(x, voiced), ex))
 
   ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_chunks)
   ds = ds.map(build, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

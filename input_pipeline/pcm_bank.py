@@ -41,7 +41,10 @@ class PcmBank:
     if total == 0:
       self.samples = np.zeros((0,), self.dtype)
     else:
-      self.samples = np.memmap(folder / _DATA, dtype=self.dtype, mode="r", shape=(total,))
+      # A plain ndarray over the map: slices of an np.memmap are memmaps too, whose Python-level
+      # view set-up cost more than the copies of a pipeline's many short window reads.
+      self.samples = np.asarray(np.memmap(folder / _DATA, dtype=self.dtype, mode="r",
+                                          shape=(total,)))
 
   def __len__(self) -> int:
     return len(self.names)

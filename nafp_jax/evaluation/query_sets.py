@@ -84,15 +84,15 @@ def make_queries(tracks: Sequence[np.ndarray], noise: PcmBank | None,
     if condition.t60_s is not None:
       bank = rirs_by_t60[condition.t60_s]
       rir = bank[int(rng.integers(len(bank)))]
-      clip = distortions.reverberate(with_context, rir, ctx).numpy()
+      clip = distortions.reverberate(with_context, rir, ctx)
     if condition.snr_db is not None:
       if noise is None:
         raise ValueError("noise conditions need a noise source")
       f = int(rng.integers(len(noise)))
       nz = noise.window(f, int(rng.integers(noise.lengths[f])), ctx + n, loop=True)
       nz = nz.astype(np.float32) / (32768.0 if noise.dtype == np.int16 else 1.0)
-      nz = distortions.reverberate(nz, rir, ctx).numpy() if rir is not None else nz[ctx:]
-      clip = distortions.mix_at_snr(clip, nz, condition.snr_db).numpy()
+      nz = distortions.reverberate(nz, rir, ctx) if rir is not None else nz[ctx:]
+      clip = distortions.mix_at_snr(clip, nz, condition.snr_db)
     peak = float(np.max(np.abs(clip)))
     clip = clip / peak if peak > 0 else clip
     yield Query(clip.astype(np.float32), i, start / SAMPLE_RATE, condition, length_s)
