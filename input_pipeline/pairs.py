@@ -44,8 +44,8 @@ NOISE, REVERB, NOISE_REVERB = 0, 1, 2
 EXAMPLES_PER_READ = 64
 # Rows distorted together inside a chunk: small enough that a block's arrays (~1 MB for 16
 # dry rows) stay in cache across its steps, large enough that numpy's per-call overhead,
-# paid holding the Python lock, stays small; 16 was the fastest of 4, 8, 16 and 64 for the
-# default distortion mix (benchmarks/RESULTS.md §3).
+# paid holding the Python lock, stays small (benchmarks/pipeline_throughput.py
+# --rows_per_block compares sizes; benchmarks/RESULTS.md §3).
 ROWS_PER_BLOCK = 16
 # A source keeps the spectra of all its RIRs in memory (complex64, ~192 KB per RIR
 # at the default sizes) when they fit in this; else each chunk transforms its own.
@@ -70,12 +70,15 @@ class PairSource:
 
   def __init__(self, tracks: PcmBank, noise: PcmBank, rirs: PcmBank, cfg: PairConfig,
                rir_spectra: np.ndarray | None = None,
-               rir_spectra_budget_bytes: int = RIR_SPECTRA_BUDGET_BYTES):
+               rir_spectra_budget_bytes: int = RIR_SPECTRA_BUDGET_BYTES,
+               rows_per_block: int = ROWS_PER_BLOCK):
     """`rir_spectra`: those of another source with the same RIR bank and config, to share;
-    else they are computed here if they fit `rir_spectra_budget_bytes`."""
+    else they are computed here if they fit `rir_spectra_budget_bytes`.  `rows_per_block`:
+    see ROWS_PER_BLOCK (speed only; the examples do not depend on it)."""
     if len(noise) == 0 or len(rirs) == 0:
       raise ValueError("pair pipeline needs at least one noise file and one RIR")
     self.tracks, self.noise, self.rirs, self.cfg = tracks, noise, rirs, cfg
+    self.rows_per_block = rows_per_block
     lengths = tracks.lengths
     usable = lengths >= cfg.segment_samples + cfg.max_offset_samples
     if not usable.all():
@@ -125,7 +128,7 @@ class PairSource:
 
     One call per chunk, not per example: each call holds the Python lock between
     numpy's operations, so per-example calls would serialise the parallel map.
-    Rows are processed in blocks of ROWS_PER_BLOCK rows of one kind, reading only
+    Rows are processed in blocks of `rows_per_block` rows of one kind, reading only
     what that kind uses: NOISE, the crop moved by `offset` plus noise; REVERB and
     NOISE_REVERB, the moved crop with its reverb context through the row's RIR,
     and for NOISE_REVERB the noise with the same context through the same RIR,
@@ -139,16 +142,16 @@ class PairSource:
     anchor = np.empty((len(kind), seg), np.float32)
     positive = np.empty((len(kind), seg), np.float32)
     voiced = np.empty((len(kind),), bool)
-    for rows in _blocks(np.arange(len(kind))):
+    for rows in _blocks(np.arange(len(kind)), self.rows_per_block):
       anchor[rows] = distortions.peak_normalize(
           _as_float(self.tracks.windows(track[rows], start[rows], seg)))
       voiced[rows] = distortions.mean_power(anchor[rows]) > c.energy_threshold
-    for rows in _blocks(np.flatnonzero(kind == NOISE)):
+    for rows in _blocks(np.flatnonzero(kind == NOISE), self.rows_per_block):
       crop = _as_float(self.tracks.windows(track[rows], moved[rows], seg))
       noise = _as_float(self.noise.windows(noise_file[rows], noise_start[rows] + ctx, seg,
                                            loop=True))
       positive[rows] = distortions.peak_normalize(distortions.mix_at_snr(crop, noise, snr_db[rows]))
-    for rows in _blocks(np.flatnonzero(kind != NOISE)):
+    for rows in _blocks(np.flatnonzero(kind != NOISE), self.rows_per_block):
       spectra = self.rir_spectra[rir[rows]] if self.rir_spectra is not None else self._transform(
           rir[rows])
       wet = distortions.reverberate_with_spectra(
@@ -165,9 +168,9 @@ class PairSource:
     return anchor, positive, voiced
 
 
-def _blocks(rows: np.ndarray) -> list[np.ndarray]:
-  """`rows` cut into consecutive runs of at most ROWS_PER_BLOCK."""
-  return [rows[lo:lo + ROWS_PER_BLOCK] for lo in range(0, len(rows), ROWS_PER_BLOCK)]
+def _blocks(rows: np.ndarray, size: int) -> list[np.ndarray]:
+  """`rows` cut into consecutive runs of at most `size`."""
+  return [rows[lo:lo + size] for lo in range(0, len(rows), size)]
 
 
 def _as_float(samples: np.ndarray) -> np.ndarray:

@@ -247,6 +247,13 @@ def test_resume_from_index_continues_the_stream(tmp_path):
                                                      examples_per_read=per_read).take(6)):
       for key in want:
         np.testing.assert_array_equal(got[key].numpy(), want[key].numpy(), err_msg=key)
+  # Nor does the block size inside a chunk.
+  for per_block in (1, 3):
+    blocked = pairs.PairSource(source.tracks, source.noise, source.rirs, source.cfg,
+                               rir_spectra=source.rir_spectra, rows_per_block=per_block)
+    for want, got in zip(batches, pairs.pair_dataset(blocked, 4, seed=7).take(6)):
+      for key in want:
+        np.testing.assert_array_equal(got[key].numpy(), want[key].numpy(), err_msg=key)
 
 
 def test_epoch_visits_every_slot_once(tmp_path):
