@@ -18,8 +18,8 @@ context, a 0.96 s crop, a 3 s RIR) that is 46,875 points instead of 131,072.
 numpy, not TensorFlow ops: the pair pipeline (input_pipeline/pairs.py) runs
 them inside tf.data, in one `tf.numpy_function` per chunk of examples, on
 blocks of a few rows that stay in the CPU's cache.  As TensorFlow ops each was
-a pass of its own over the whole chunk's arrays, and those passes, not the
-arithmetic, were most of a pair's cost (benchmarks/RESULTS.md §3).  The FFTs
+a pass of its own over the whole chunk's arrays; in blocks the same work costs
+less (benchmarks/RESULTS.md §3, before and after).  The FFTs
 are scipy.fft's (pocketfft, single precision, batched over rows), which release
 the Python lock.  Every op works row by row: a row's result does not depend on
 the other rows of its batch (tests/test_distortions.py), so chunked pipelines
