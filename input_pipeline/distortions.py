@@ -35,6 +35,7 @@ _EPS = np.float32(1e-12)
 
 
 def _float32(x) -> np.ndarray:
+  """x as a float32 array (no copy if it already is one)."""
   return np.asarray(x, np.float32)
 
 
