@@ -78,6 +78,8 @@ class PairSource:
     if len(noise) == 0 or len(rirs) == 0:
       raise ValueError("pair pipeline needs at least one noise file and one RIR")
     self.tracks, self.noise, self.rirs, self.cfg = tracks, noise, rirs, cfg
+    if rows_per_block < 1:
+      raise ValueError(f"rows_per_block must be at least 1, not {rows_per_block}")
     self.rows_per_block = rows_per_block
     lengths = tracks.lengths
     usable = lengths >= cfg.segment_samples + cfg.max_offset_samples
@@ -121,6 +123,10 @@ class PairSource:
     h = self.rirs.windows(rirs, np.zeros_like(rirs), self.rir_kept_samples)
     return distortions.rir_spectra(_as_float(h), self.reverb_fft)
 
+  def _spectra(self, rirs: np.ndarray) -> np.ndarray:
+    """Spectra of RIRs `rirs`: the kept ones if the source keeps them, else transformed now."""
+    return self.rir_spectra[rirs] if self.rir_spectra is not None else self._transform(rirs)
+
   def examples(self, kind: np.ndarray, track: np.ndarray, start: np.ndarray, offset: np.ndarray,
                noise_file: np.ndarray, noise_start: np.ndarray, rir: np.ndarray,
                snr_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,17 +149,17 @@ class PairSource:
     positive = np.empty((len(kind), seg), np.float32)
     voiced = np.empty((len(kind),), bool)
     for rows in _blocks(np.arange(len(kind)), self.rows_per_block):
-      anchor[rows] = distortions.peak_normalize(
+      block = distortions.peak_normalize(
           _as_float(self.tracks.windows(track[rows], start[rows], seg)))
-      voiced[rows] = distortions.mean_power(anchor[rows]) > c.energy_threshold
+      anchor[rows] = block
+      voiced[rows] = distortions.mean_power(block) > c.energy_threshold
     for rows in _blocks(np.flatnonzero(kind == NOISE), self.rows_per_block):
       crop = _as_float(self.tracks.windows(track[rows], moved[rows], seg))
       noise = _as_float(self.noise.windows(noise_file[rows], noise_start[rows] + ctx, seg,
                                            loop=True))
       positive[rows] = distortions.peak_normalize(distortions.mix_at_snr(crop, noise, snr_db[rows]))
     for rows in _blocks(np.flatnonzero(kind != NOISE), self.rows_per_block):
-      spectra = self.rir_spectra[rir[rows]] if self.rir_spectra is not None else self._transform(
-          rir[rows])
+      spectra = self._spectra(rir[rows])
       wet = distortions.reverberate_with_spectra(
           _as_float(self.tracks.windows(track[rows], moved[rows] - ctx, ctx + seg)), spectra,
           self.reverb_fft, ctx)

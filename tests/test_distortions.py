@@ -247,6 +247,8 @@ def test_resume_from_index_continues_the_stream(tmp_path):
                                                      examples_per_read=per_read).take(6)):
       for key in want:
         np.testing.assert_array_equal(got[key].numpy(), want[key].numpy(), err_msg=key)
+  with pytest.raises(ValueError, match="rows_per_block"):
+    pairs.PairSource(source.tracks, source.noise, source.rirs, source.cfg, rows_per_block=0)
   # Nor does the block size inside a chunk.
   for per_block in (1, 3):
     blocked = pairs.PairSource(source.tracks, source.noise, source.rirs, source.cfg,
