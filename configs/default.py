@@ -17,14 +17,25 @@ def get_config() -> ml_collections.ConfigDict:
       embedding_dim=128,
       head_hidden=32,
       attention_scale=100.0,
+      # 0: every attention mask starts uniform (the paper's N(0, 1) saturates and
+      # collapses training; models/attention.py).
+      attention_init_std=0.0,
       dropout_rate=0.0,
       dtype="float32",
+      # Log-mel conditioning (models/input_norm.py): floor each window at `top_db`
+      # below its loudest bin, then (x - offset) / scale; measured on real music.
+      input_top_db=80.0,
+      input_offset_db=0.0,
+      input_scale_db=16.0,
   ))
   config.loss = ml_collections.ConfigDict(dict(temperature=0.1))
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adam", learning_rate=1e-4, schedule="constant", warmup_steps=0,
       final_lr_fraction=0.0, b1=0.9, b2=0.999, weight_decay=0.0, momentum=0.9,
       grad_clip_norm=0.0,
+      # Steps over which warm-up + cosine run; 0: num_train_steps when the run starts.
+      # Fixed for the life of a workdir: extending a run keeps it (train.schedule_horizon).
+      schedule_steps=0,
   ))
   config.batch_size = 256          # global number of (anchor, positive) pairs
   config.num_train_steps = 100_000

@@ -11,6 +11,7 @@ from configs import default
 
 def get_config():
   config = default.get_config()
+  shared = {k: config.model[k] for k in ("input_top_db", "input_offset_db", "input_scale_db")}
   config.model = ml_collections.ConfigDict(dict(
       name="nafp",
       widths=(128, 128, 256, 256, 512, 512, 1024, 1024),
@@ -19,6 +20,7 @@ def get_config():
       embedding_dim=128,
       head_hidden=32,
       dtype="float32",
+      **shared,
   ))
   config.loss.temperature = 0.05
   return config

@@ -20,7 +20,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from input_pipeline import synthetic_audio
+from input_pipeline import audio_io, synthetic_audio
 from input_pipeline.datasets import audio_folder, fma, rirs
 from input_pipeline.pcm_bank import PcmBank
 
@@ -30,10 +30,42 @@ def cache_root() -> Path:
   return Path(os.environ.get("NAFP_CACHE", Path.home() / ".cache" / "nafp")).expanduser()
 
 
-def _folder_config_name(path: Path) -> str:
-  digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+def _folder_config_name(path: Path) -> tuple[str, str]:
+  """(config name, prefix shared by every build of this folder).
+
+  The name is keyed by the folder's path *and* its content: the relative path, size and
+  modification time of every audio file in it.  Adding, removing, replacing or touching
+  a file gives a new name, so the dataset is built again instead of training silently on
+  the old build; an unchanged folder reuses its build.
+  """
+  path_digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
   stem = re.sub(r"[^a-z0-9]+", "_", path.name.lower()).strip("_") or "root"
-  return f"{stem}_{digest}"
+  files = audio_io.find_audio_files(path)
+  if not files:
+    raise FileNotFoundError(f"no usable audio in {path}: no audio files "
+                            f"({', '.join(audio_io.AUDIO_EXTENSIONS)}) in it or below it")
+  listing = hashlib.sha1()
+  for f in files:
+    st = f.stat()
+    listing.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+  prefix = f"{stem}_{path_digest}"
+  return f"{prefix}_{listing.hexdigest()[:10]}", prefix
+
+
+def _log_folder_build(builder: tfds.core.DatasetBuilder, folder: Path, prefix: str) -> None:
+  """Say whether a folder's build is reused or made, and why it is made again."""
+  name = builder.builder_config.name
+  if builder.is_prepared():
+    logging.info("%s: unchanged since it was built (%s); reusing that build", folder, name)
+    return
+  builds = Path(builder.data_dir).parent.parent
+  others = sorted(p.name for p in builds.glob(prefix + "_*") if p.name != name) if (
+      "://" not in str(builds)) else []
+  if others:
+    logging.warning("%s: its files changed since it was built (%s); building it again as %s",
+                    folder, ", ".join(others), name)
+  else:
+    logging.info("%s: building %s", folder, name)
 
 
 def _parse_count_duration(spec: str, arg: str) -> tuple[int, float]:
@@ -67,7 +99,7 @@ def prepare(spec: str, kind: str, data_dir: str | os.PathLike | None = None,
     manual_dir = Path(arg).expanduser()
     if not manual_dir.is_dir():
       raise FileNotFoundError(f"{manual_dir}: folder does not exist (data source {spec!r})")
-    name = _folder_config_name(manual_dir)
+    name, prefix = _folder_config_name(manual_dir)
     if kind == "rirs":
       builder = rirs.RoomImpulseResponses(config=rirs.RirConfig(name=name, simulated=False),
                                           data_dir=str(data_dir))
@@ -92,6 +124,8 @@ def prepare(spec: str, kind: str, data_dir: str | os.PathLike | None = None,
     builder = tfds.builder(arg, data_dir=str(data_dir))
   else:
     raise ValueError(f"unknown {kind} data source {spec!r}")
+  if scheme == "folder":
+    _log_folder_build(builder, manual_dir, prefix)
   download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
   builder.download_and_prepare(download_config=download_config)
   return builder

@@ -16,8 +16,12 @@
 #   EXTRA_FLAGS       more flags for nafp_jax.main, e.g. "--config.num_train_steps=50000"
 #   SPOT=1            create a spot (preemptible) slice; training resumes from WORKDIR when rerun
 #
-# `train` runs `python -m nafp_jax.main --distributed` on every worker (--worker=all):
+# `setup` ships the committed tree (git archive HEAD) and refuses while the working copy
+# has uncommitted or untracked files, naming them: what the workers run is what was checked.
+# `train` starts `python -m nafp_jax.main --distributed` on every worker (--worker=all),
+# detached from the ssh session, logging to ~/nafp-train.log on each worker;
 # jax.distributed.initialize() finds the slice's coordinator and process ids itself.
+# Every command is printed shell-quoted, so a --dry-run line can be pasted as it is.
 set -euo pipefail
 
 DRY_RUN=0
@@ -56,8 +60,20 @@ TPU=("${GCLOUD[@]}" compute tpus tpu-vm)
 REMOTE_DIR=nafp-jax
 
 run() {
-  echo "+ $*"
+  printf '+'; printf ' %q' "$@"; printf '\n'
   if (( ! DRY_RUN )); then "$@"; fi
+}
+
+require_clean_tree() {
+  # The workers get `git archive HEAD`: anything not committed would be missing there.
+  local dirty
+  dirty="$(git -C "$REPO_ROOT" status --porcelain --untracked-files=normal)"
+  if [[ -n "$dirty" ]]; then
+    echo "error: the working copy has changes that setup would not ship (it sends the committed" >&2
+    echo "tree, git archive HEAD); commit or stash them first:" >&2
+    echo "$dirty" >&2
+    exit 2
+  fi
 }
 
 on_all_workers() {
@@ -73,6 +89,7 @@ do_create() {
 
 do_setup() {
   # Ship the committed tree (git archive: no caches, no local venv), then install on every worker.
+  require_clean_tree
   local archive
   archive="$(mktemp -t nafp-jax-XXXXXX.tar.gz)"
   run git -C "$REPO_ROOT" archive --format=tar.gz -o "$archive" HEAD
@@ -82,7 +99,12 @@ do_setup() {
 }
 
 do_train() {
-  on_all_workers "cd $REMOTE_DIR && NAFP_CACHE=/tmp/nafp-cache .venv/bin/python -m nafp_jax.main --distributed --config $CONFIG --workdir $WORKDIR --config.data.data_dir=$DATA_DIR $EXTRA_FLAGS"
+  # Detached (setsid nohup): the run survives the ssh session; rerunning `train` resumes it.
+  on_all_workers "cd $REMOTE_DIR && NAFP_CACHE=/tmp/nafp-cache setsid nohup .venv/bin/python -m nafp_jax.main --distributed --config $CONFIG --workdir $WORKDIR --config.data.data_dir=$DATA_DIR $EXTRA_FLAGS > ~/nafp-train.log 2>&1 < /dev/null &"
+  echo "training started on every worker; follow it with:"
+  printf ' '; printf ' %q' "${TPU[@]}" ssh "$TPU_NAME" --zone "$ZONE" --worker=0 \
+    --command "tail -f ~/nafp-train.log"
+  printf '\n'
 }
 
 case "$ACTION" in
@@ -91,5 +113,5 @@ case "$ACTION" in
   train) do_train ;;
   status) run "${TPU[@]}" describe "$TPU_NAME" --zone "$ZONE" ;;
   delete) run "${TPU[@]}" delete "$TPU_NAME" --zone "$ZONE" --quiet ;;
-  all) do_create; do_setup; do_train ;;
+  all) require_clean_tree; do_create; do_setup; do_train ;;
 esac

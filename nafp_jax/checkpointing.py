@@ -64,6 +64,14 @@ def check_or_record_config(workdir: str | os.PathLike, config: ml_collections.Co
     tmp.replace(path)
 
 
+def stored_config(workdir: str | os.PathLike) -> dict[str, Any] | None:
+  """The flattened config a workdir's run recorded ('optimizer.learning_rate': ...), or None."""
+  path = epath.Path(workdir) / _CONFIG_FILE
+  if not path.exists():
+    return None
+  return _flatten(json.loads(path.read_text()))
+
+
 def create_manager(workdir: str | os.PathLike, max_to_keep: int) -> ocp.CheckpointManager:
   """An async CheckpointManager under <workdir>/checkpoints."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,

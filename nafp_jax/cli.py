@@ -34,6 +34,18 @@ def _load(args, need_catalogue: bool = True):
   return cat, Fingerprinter(bundle)
 
 
+def _check_spread(fingerprinter, args) -> None:
+  """Refuse a collapsed model (its fingerprints of different sounds all alike) unless
+  --allow-collapsed; then only warn."""
+  from nafp_jax import embedding_spread  # pylint: disable=g-import-not-at-top
+  try:
+    embedding_spread.check_model_spread(fingerprinter)
+  except embedding_spread.CollapsedModelError as e:
+    if not args.allow_collapsed:
+      raise
+    print(f"warning: {e}", file=sys.stderr)
+
+
 def cmd_index(args) -> int:
   from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
@@ -44,6 +56,7 @@ def cmd_index(args) -> int:
     if args.storage and args.storage != cat.storage:
       raise catalogue_lib.CatalogueError(f"{db}: stores {cat.storage}, not {args.storage}")
   else:
+    _check_spread(fingerprinter, args)  # an existing catalogue's model was checked at creation
     cat = catalogue_lib.create(db, fingerprinter.bundle.identity, fingerprinter.bundle.source,
                                fingerprinter.dim, args.storage or "float32")
   cat, report = index_files(cat, fingerprinter, args.inputs, progress=not args.quiet)
@@ -62,6 +75,7 @@ def cmd_export(args) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   from nafp_jax import export  # pylint: disable=g-import-not-at-top
   _, fingerprinter = _load(args, need_catalogue=False)
+  _check_spread(fingerprinter, args)
   index = jax.process_index() if args.process_index is None else args.process_index
   count = jax.process_count() if args.process_count is None else args.process_count
   stats = export.export_share(fingerprinter, args.inputs, args.out, index, count)
@@ -72,7 +86,9 @@ def cmd_export(args) -> int:
 
 def cmd_export_model(args) -> int:
   from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   bundle = load_encoder(args.model)
+  _check_spread(Fingerprinter(bundle), args)
   folder = bundle.save(args.out, dtype=args.dtype)
   size = sum(p.stat().st_size for p in Path(folder).iterdir())
   print(f"exported {bundle.source} as {args.dtype} to {folder} ({size / 1e6:.2f} MB); "
@@ -216,6 +232,12 @@ def cmd_calibrate(args) -> int:
   return 0
 
 
+def _add_allow_collapsed(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--allow-collapsed", action="store_true",
+                 help="use a model whose fingerprints of different sounds are all nearly the "
+                      "same (refused by default; a warning instead)")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="nafp", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--storage", choices=["float32", "float16", "int8"],
                  help="fingerprint storage for a new catalogue (default float32)")
   p.add_argument("--quiet", action="store_true", help="no progress bar")
+  _add_allow_collapsed(p)
 
   p = add("query", cmd_query, "Identify clips: which track, and where in it.")
   p.add_argument("clips", nargs="+", help="audio clips (any format, rate, channels)")
@@ -251,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--model")
   p.add_argument("--process-index", type=int, help="default: jax.process_index()")
   p.add_argument("--process-count", type=int, help="default: jax.process_count()")
+  _add_allow_collapsed(p)
 
   p = sub.add_parser("export-model", help="Write a training workdir's latest checkpoint as a "
                      "small inference model folder (config.json + variables.msgpack).")
@@ -258,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("model", help="training workdir (or an exported model to convert)")
   p.add_argument("--out", required=True, help="new folder (must not exist)")
   p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+  _add_allow_collapsed(p)
 
   p = add("import", cmd_import, "Build or extend a catalogue from an export folder (all shares).")
   p.add_argument("export", help="folder written by `nafp export`")
@@ -293,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     return args.func(args)
   except (catalogue_lib.CatalogueError, ModelLoadError, FileNotFoundError, FileExistsError,
-          ValueError) as e:
+          ValueError) as e:  # CollapsedModelError is a ValueError
     print(f"error: {e}", file=sys.stderr)
     return 1
 

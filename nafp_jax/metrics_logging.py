@@ -10,7 +10,7 @@ from absl import logging
 import jax
 
 
-_DISPLAY_ORDER = ("loss", "top1", "top5", "grad_norm", "lr", "segments_per_s")
+_DISPLAY_ORDER = ("loss", "top1", "top5", "emb_cos", "emb_std", "grad_norm", "lr", "segments_per_s")
 
 
 class MetricsLogger:

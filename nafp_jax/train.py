@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from nafp_jax import checkpointing, frontend, loss as loss_lib, optimizers, sharding
+from nafp_jax import checkpointing, embedding_spread, frontend, loss as loss_lib, optimizers, sharding
 from nafp_jax.metrics_logging import MetricsLogger
 from nafp_jax.models import create_model
 from nafp_jax.models.conv import lowering_for
@@ -84,6 +84,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, temperature: f
       "top5": loss_lib.retrieval_accuracy(emb[:n], emb[n:], 5),
       "grad_norm": optax.global_norm(grads),
       "lr": schedule(state.step),
+      **embedding_spread.spread_metrics(emb[:n]),
   }
   return new_state, metrics
 
@@ -95,7 +96,8 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
   emb, _ = _embed_pairs(state, state.params, batch, False, None)
   return {"loss": loss_lib.nt_xent(emb[:n], emb[n:], temperature),
           "top1": loss_lib.retrieval_accuracy(emb[:n], emb[n:], 1),
-          "top5": loss_lib.retrieval_accuracy(emb[:n], emb[n:], 5)}
+          "top5": loss_lib.retrieval_accuracy(emb[:n], emb[n:], 5),
+          **embedding_spread.spread_metrics(emb[:n])}
 
 
 def _pair_config(data: ml_collections.ConfigDict):
@@ -154,6 +156,7 @@ def _numpy_batches(ds) -> Iterator[dict[str, np.ndarray]]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Train (or resume) the model of `config` in `workdir`; returns the final state."""
   from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
+  config = config.copy_and_resolve_references()  # the caller's config is left as it was
   if config.batch_size % jax.process_count():
     raise ValueError(f"batch_size {config.batch_size} not divisible by "
                      f"{jax.process_count()} processes")
@@ -163,15 +166,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                      f"({mesh.shape['data']} devices)")
   host_batch = config.batch_size // jax.process_count()
 
+  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
+  resuming = manager.latest_step() is not None
+  config.optimizer.schedule_steps = schedule_horizon(config, workdir, resuming)
+  checkpointing.check_or_record_config(workdir, config, resuming)
+
   # On CPU, convs on tiny maps run as im2col + matmul (same function and parameters;
   # benchmarks/train_throughput.py --compare_plain measures the gain).
   model = create_model(config.model, lowering=lowering_for(jax.default_backend(), training=True))
-  tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_train_steps)
+  tx, schedule = optimizers.create_optimizer(config.optimizer, config.optimizer.schedule_steps)
   replicated = sharding.replicated(mesh)
   state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), replicated)
 
-  manager = checkpointing.create_manager(workdir, config.max_checkpoints_to_keep)
-  checkpointing.check_or_record_config(workdir, config, manager.latest_step() is not None)
   positions = [0] * jax.process_count()
   restored = checkpointing.restore_latest(
       manager, jax.tree.map(ocp_abstract(replicated), state))
@@ -217,6 +223,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       summary["segments_per_s"] = 2 * config.batch_size * interval_steps / max(elapsed, 1e-9)
       logger.write(done, summary)
       logger.progress(done, summary)
+      _warn_if_degenerate(summary, config.batch_size, done, "train")
       pending, interval_start, interval_steps = [], time.time(), 0
     if done % config.eval_every_steps == 0 or is_last:
       if eval_batches is None:
@@ -227,6 +234,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       evals = {k: float(np.mean([r[k] for r in jax.device_get(results)])) for k in results[0]}
       logger.write(done, evals, prefix="eval")
       logger.progress(done, evals, prefix="eval")
+      _warn_if_degenerate(evals, config.batch_size, done, "eval")
     if done % config.checkpoint_every_steps == 0 or is_last:
       _check_finite(jax.device_get(metrics), done)
       all_positions = _gather_positions(position)
@@ -235,6 +243,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   manager.close()
   logger.close()
   return state
+
+
+def schedule_horizon(config: ml_collections.ConfigDict, workdir: str, resuming: bool) -> int:
+  """Steps the learning-rate schedule spans, fixed when a run starts.
+
+  `optimizer.schedule_steps` if set; else, for a new run, `num_train_steps`; for a
+  resumed run, the horizon its workdir recorded.  So extending a run (a larger
+  `num_train_steps` on resume) never moves its learning rate: a cosine schedule keeps
+  its shape and the extra steps run at its final value, with a warning.  A longer
+  schedule is planned by setting `--config.optimizer.schedule_steps` in a new workdir.
+  """
+  horizon = int(config.optimizer.get("schedule_steps", 0) or 0)
+  if not horizon and resuming:
+    stored = checkpointing.stored_config(workdir) or {}
+    horizon = int(stored.get("optimizer.schedule_steps") or stored.get("num_train_steps") or 0)
+  horizon = horizon or int(config.num_train_steps)
+  if config.optimizer.schedule != "constant" and config.num_train_steps > horizon:
+    final = optimizers.learning_rate_schedule(config.optimizer, horizon)(horizon)
+    logging.warning("Steps %d..%d run past the learning-rate schedule's horizon of %d steps, "
+                    "at its final value %.3g (a run's schedule is fixed when it starts; plan a "
+                    "longer one with --config.optimizer.schedule_steps in a new workdir).",
+                    horizon, config.num_train_steps, horizon, float(final))
+  return horizon
 
 
 def ocp_abstract(target_sharding):
@@ -249,6 +280,11 @@ def _check_finite(metrics: dict[str, Any], step: int) -> None:
   if bad:
     raise FloatingPointError(f"non-finite metrics at step {step}: {bad}; not checkpointing. "
                              "Lower the learning rate or check the input data.")
+
+
+def _warn_if_degenerate(metrics: dict[str, float], num_pairs: int, step: int, kind: str) -> None:
+  for message in embedding_spread.training_warnings(metrics, num_pairs):
+    logging.warning("!!! step %d (%s): %s", step, kind, message)
 
 
 def _gather_positions(position: int) -> list[int]:

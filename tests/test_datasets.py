@@ -109,3 +109,31 @@ def test_source_specs_errors(tmp_path):
     sources.prepare("bogus:1", "tracks", tmp_path / "tfds")
   with pytest.raises(ValueError, match="synthetic:<count>x<seconds>"):
     sources.prepare("synthetic:ten", "tracks", tmp_path / "tfds")
+
+
+def test_folder_build_follows_the_folders_content(tmp_path, caplog):
+  """A folder: dataset is keyed by its files, not its path: a file added after the first
+  build is trained on (the build is made again, with a message), an unchanged folder
+  reuses its build."""
+  music = tmp_path / "music"
+  music.mkdir()
+  sf.write(music / "a.wav", tone(2.0, 16000, 330), 16000)
+  sf.write(music / "b.wav", tone(2.0, 16000, 440), 16000)
+  first = sources.prepare(f"folder:{music}", "tracks", tmp_path / "tfds")
+  assert len(_examples(first)) == 2
+  again = sources.prepare(f"folder:{music}", "tracks", tmp_path / "tfds")
+  assert again.builder_config.name == first.builder_config.name
+  sf.write(music / "c.wav", tone(2.0, 16000, 550), 16000)
+  with caplog.at_level(logging.WARNING):
+    changed = sources.prepare(f"folder:{music}", "tracks", tmp_path / "tfds")
+  assert changed.builder_config.name != first.builder_config.name
+  assert len(_examples(changed)) == 3
+  assert "files changed since it was built" in caplog.text and str(music) in caplog.text
+
+
+def test_folder_without_audio_says_so(tmp_path):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  (empty / "notes.txt").write_text("no audio here")
+  with pytest.raises(FileNotFoundError, match=f"no usable audio in {empty}"):
+    sources.prepare(f"folder:{empty}", "tracks", tmp_path / "tfds")

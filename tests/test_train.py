@@ -107,3 +107,41 @@ def test_mistyped_override_fails_naming_the_key(tmp_path):
 def test_non_finite_metrics_stop_training():
   with pytest.raises(FloatingPointError, match="step 7"):
     train._check_finite({"loss": float("nan"), "top1": 0.5}, 7)  # pylint: disable=protected-access
+
+
+def _logged(workdir, tag):
+  """{step: value} of one scalar from a run's TensorBoard event files."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path in sorted((Path(workdir) / "tensorboard").glob("events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        if value.tag == tag:
+          out[event.step] = value.simple_value
+  return out
+
+
+def test_extending_a_cosine_run_keeps_its_schedule(tmp_path, caplog):
+  """A run planned for 3 steps and extended to 6 on resume keeps its 3-step cosine: the
+  extra steps run at its final learning rate (they used to jump back up the 6-step curve)."""
+  def cosine(steps):
+    config = _config(num_train_steps=steps, eval_every_steps=1000)
+    config.optimizer.schedule = "cosine"
+    config.optimizer.final_lr_fraction = 0.1
+    return config
+  train.train_and_evaluate(cosine(3), str(tmp_path))
+  with caplog.at_level("WARNING"):
+    train.train_and_evaluate(cosine(6), str(tmp_path))
+  assert "past the learning-rate schedule's horizon of 3 steps" in caplog.text
+  lr = _logged(tmp_path, "train/lr")
+  peak = tiny.get_config().optimizer.learning_rate
+  np.testing.assert_allclose([lr[s] for s in (1, 2, 3)],
+                             [peak, peak * (0.1 + 0.9 * 0.75), peak * (0.1 + 0.9 * 0.25)],
+                             rtol=1e-5)
+  np.testing.assert_allclose([lr[s] for s in (4, 5, 6)], [0.1 * peak] * 3, rtol=1e-5)
+  # The horizon is recorded, so a later resume keeps it too; setting another is refused.
+  assert checkpointing.stored_config(tmp_path)["optimizer.schedule_steps"] == 3
+  other = cosine(8)
+  other.optimizer.schedule_steps = 8
+  with pytest.raises(checkpointing.ConfigMismatchError, match="optimizer.schedule_steps"):
+    train.train_and_evaluate(other, str(tmp_path))

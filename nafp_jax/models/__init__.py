@@ -8,6 +8,7 @@ import ml_collections
 
 from nafp_jax.models.conv import PLAIN, ConvLowering
 from nafp_jax.models.encoder import AttentionEncoder
+from nafp_jax.models.input_norm import input_norm_from_config
 from nafp_jax.models.nafp import NafpEncoder
 
 # float64 (with jax_enable_x64) is for numerical checks, e.g. tests/test_multiprocess.py.
@@ -28,15 +29,18 @@ def create_model(model_config: ml_collections.ConfigDict,
                             embedding_dim=model_config.embedding_dim,
                             head_hidden=model_config.head_hidden,
                             attention_scale=model_config.attention_scale,
+                            attention_init_std=model_config.get("attention_init_std", 1.0),
                             dropout_rate=model_config.get("dropout_rate", 0.0),
-                            dtype=dtype, lowering=lowering)
+                            dtype=dtype, input_norm=input_norm_from_config(model_config),
+                            lowering=lowering)
   if model_config.name == "nafp":
     return NafpEncoder(widths=tuple(model_config.widths),
                        strides_f=tuple(model_config.strides_f),
                        strides_t=tuple(model_config.strides_t),
                        embedding_dim=model_config.embedding_dim,
                        head_hidden=model_config.head_hidden,
-                       dtype=dtype, lowering=lowering)
+                       dtype=dtype, input_norm=input_norm_from_config(model_config),
+                       lowering=lowering)
   raise ValueError(f"unknown model name {model_config.name!r} (expected 'attention' or 'nafp')")
 
 

@@ -5,8 +5,14 @@ For every sample and channel c, with X_c in R^{F x T}:
   a_temp  = softmax_T(tanh(X_c^T w_temp_c)),  w_temp_c in R^F
   A_c     = S * a_spect (outer) a_temp        (rank-1 F x T mask, S = 100 fixed)
   X'_c    = A_c * X_c
-The weights are initialised N(0, 1).  The mask is returned through Flax's
-`sow` into the 'intermediates' collection so callers can plot it.
+The weights are learnable, initialised N(0, init_std^2).  The paper draws them
+N(0, 1); with ~100 terms in each product that saturates tanh at once, so every
+mask starts as a steep random rank-1 pattern that differs between a clean crop
+and its distorted copy, and the contrastive loss falls fastest by collapsing all
+embeddings to one point (MODEL_CARD.md, "Why early models collapsed").  With
+init_std 0 (the configs' default) every mask starts uniform, S / (F T) everywhere,
+and the gradient (tanh'(0) = 1) shapes it from the data.  The mask is returned
+through Flax's `sow` into the 'intermediates' collection so callers can plot it.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ class SpectralTemporalAttention(nn.Module):
   """Rank-1 spectral x temporal attention mask per channel, scaled by `scale`."""
   scale: float = 100.0
   dtype: jnp.dtype = jnp.float32
+  init_std: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     _, f, t, c = x.shape
-    init = nn.initializers.normal(stddev=1.0)
+    init = (nn.initializers.zeros if self.init_std == 0
+            else nn.initializers.normal(stddev=self.init_std))
     w_spect = self.param("w_spect", init, (t, c), jnp.float32)
     w_temp = self.param("w_temp", init, (f, c), jnp.float32)
     xs = x.astype(self.dtype)

@@ -19,6 +19,7 @@ import numpy as np
 from nafp_jax.models.attention import SpectralTemporalAttention
 from nafp_jax.models.conv import PLAIN, Conv2D, ConvLowering
 from nafp_jax.models.heads import DivideAndEncode
+from nafp_jax.models.input_norm import InputNorm
 
 
 def _conv3x3(features: int, stride: int, dtype, name: str, lowering: ConvLowering,
@@ -47,6 +48,7 @@ class ResBlockAttention(nn.Module):
   attention_scale: float = 100.0
   dtype: jnp.dtype = jnp.float32
   bn_momentum: float = 0.9
+  attention_init_std: float = 1.0
   lowering: ConvLowering = PLAIN
 
   @nn.compact
@@ -59,7 +61,8 @@ class ResBlockAttention(nn.Module):
                      pad=1 if x_padded is None else 0)
     y = conv1(x if x_padded is None else x_padded)
     y = nn.relu(norm("bn1")(y))
-    y = SpectralTemporalAttention(self.attention_scale, self.dtype, name="att1")(y)
+    y = SpectralTemporalAttention(self.attention_scale, self.dtype, self.attention_init_std,
+                                  name="att1")(y)
     y = _conv3x3(self.features, 1, self.dtype, "conv2", self.lowering)(y)
     y = norm("bn2")(y)
     shortcut = x
@@ -68,7 +71,8 @@ class ResBlockAttention(nn.Module):
                         padding="VALID", use_bias=False, dtype=self.dtype,
                         lowering=self.lowering, name="shortcut")(x)
     y = nn.relu(y + shortcut)
-    return SpectralTemporalAttention(self.attention_scale, self.dtype, name="att2")(y)
+    return SpectralTemporalAttention(self.attention_scale, self.dtype, self.attention_init_std,
+                                     name="att2")(y)
 
 
 class AttentionEncoder(nn.Module):
@@ -77,15 +81,17 @@ class AttentionEncoder(nn.Module):
   embedding_dim: int = 128
   head_hidden: int = 32
   attention_scale: float = 100.0
+  attention_init_std: float = 1.0
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  input_norm: InputNorm = InputNorm()
   # How convs are lowered (models/conv.py): speed only, not part of the model.
   lowering: ConvLowering = PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     stem, blocks = self.widths[0], self.widths[1:]
-    x = x.astype(self.dtype)
+    x = self.input_norm(x.astype(jnp.float32)).astype(self.dtype)
     # Inference on CPU: the stem on a grid one larger on each side, border zeroed after
     # BatchNorm + ReLU, is the first block's padded input (ConvLowering.padded_stem).
     # Training keeps the plain grid: there BatchNorm's batch statistics would see the border.
@@ -102,6 +108,7 @@ class AttentionEncoder(nn.Module):
       x = x[:, 1:-1, 1:-1, :]
     for i, width in enumerate(blocks):
       x = ResBlockAttention(width, 1 if i == 0 else 2, self.attention_scale, self.dtype,
+                            attention_init_std=self.attention_init_std,
                             lowering=self.lowering, name=f"res{i + 1}")(
                                 x, train, x_padded if i == 0 else None)
     # Channel-major flatten: [B, F, T, C] -> [B, C, F, T] -> [B, C*F*T], so each

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from nafp_jax.models.conv import PLAIN, Conv2D, ConvLowering
 from nafp_jax.models.heads import DivideAndEncode
+from nafp_jax.models.input_norm import InputNorm
 
 
 class SeparableBlock(nn.Module):
@@ -46,13 +47,14 @@ class NafpEncoder(nn.Module):
   embedding_dim: int = 128
   head_hidden: int = 32
   dtype: jnp.dtype = jnp.float32
+  input_norm: InputNorm = InputNorm()
   # How convs are lowered (models/conv.py): speed only, not part of the model.
   lowering: ConvLowering = PLAIN
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # No batch statistics or dropout in this model.
-    x = x.astype(self.dtype)
+    x = self.input_norm(x.astype(jnp.float32)).astype(self.dtype)
     for i, (w, sf, st) in enumerate(zip(self.widths, self.strides_f, self.strides_t)):
       x = SeparableBlock(w, st, sf, self.dtype, self.lowering, name=f"block{i + 1}")(x)
     if x.shape[1:3] != (1, 1):
