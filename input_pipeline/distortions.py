@@ -28,6 +28,8 @@ stay deterministic.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import scipy.fft
 
@@ -125,3 +127,63 @@ def reverberate(x_with_context: np.ndarray, rir: np.ndarray, context: int) -> np
   n_fft = reverb_fft_size(length, rir.shape[-1], context)
   h = rir[..., :reverb_kept_rir_samples(length, rir.shape[-1])]
   return reverberate_with_spectra(x_with_context, rir_spectra(h, n_fft), n_fft, context)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceResponse:
+  """A playback-and-recording chain: loudspeaker and microphone colouration, level changes.
+
+  `low_cut_hz`: a small loudspeaker's low cut (2nd-order high-pass); `high_cut_hz`: the
+  microphone's and codec's band limit (4th-order low-pass); `resonances`: peaking filters
+  (centre Hz, Q, gain dB) of enclosures and capsules; `level_db`: the gain at the first and
+  the last sample, ramped linearly in dB between them (a volume change or an automatic gain
+  control); `drive`: soft clipping of an overdriven speaker (0: none).
+  """
+  low_cut_hz: float
+  high_cut_hz: float
+  resonances: tuple[tuple[float, float, float], ...]
+  level_db: tuple[float, float]
+  drive: float
+
+
+def draw_device_response(rng: np.random.Generator) -> DeviceResponse:
+  """A random phone-, laptop- or small-speaker-like chain."""
+  resonances = tuple((float(np.exp(rng.uniform(np.log(300.0), np.log(5000.0)))),
+                      float(rng.uniform(1.0, 5.0)), float(rng.uniform(-8.0, 8.0)))
+                     for _ in range(int(rng.integers(1, 4))))
+  return DeviceResponse(
+      low_cut_hz=float(np.exp(rng.uniform(np.log(100.0), np.log(400.0)))),
+      high_cut_hz=float(rng.uniform(3500.0, 7500.0)),
+      resonances=resonances,
+      level_db=(0.0, float(rng.uniform(-10.0, 10.0))),
+      drive=0.0 if rng.random() < 0.5 else float(rng.uniform(1.0, 4.0)))
+
+
+def _peaking_biquad(freq_hz: float, q: float, gain_db: float,
+                    sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+  """(b, a) of a peaking equaliser (the audio-EQ cookbook's): gain_db at freq_hz, width Q."""
+  amp = 10.0 ** (gain_db / 40.0)
+  w0 = 2.0 * np.pi * freq_hz / sample_rate
+  alpha = np.sin(w0) / (2.0 * q)
+  b = np.array([1.0 + alpha * amp, -2.0 * np.cos(w0), 1.0 - alpha * amp])
+  a = np.array([1.0 + alpha / amp, -2.0 * np.cos(w0), 1.0 - alpha / amp])
+  return b / a[0], a / a[0]
+
+
+def apply_device_response(x: np.ndarray, response: DeviceResponse,
+                          sample_rate: int = 16000) -> np.ndarray:
+  """x (float32 rows) through the chain: filters, soft clipping, then the level ramp."""
+  import scipy.signal  # pylint: disable=g-import-not-at-top
+  y = np.asarray(x, np.float64)
+  sos = np.concatenate([
+      scipy.signal.butter(2, response.low_cut_hz, "highpass", fs=sample_rate, output="sos"),
+      scipy.signal.butter(4, min(response.high_cut_hz, 0.45 * sample_rate), "lowpass",
+                          fs=sample_rate, output="sos")])
+  y = scipy.signal.sosfilt(sos, y, axis=-1)
+  for freq, q, gain in response.resonances:
+    y = scipy.signal.lfilter(*_peaking_biquad(freq, q, gain, sample_rate), y, axis=-1)
+  if response.drive > 0:
+    peak = np.maximum(np.max(np.abs(y), axis=-1, keepdims=True), 1e-12)
+    y = np.tanh(response.drive * y / peak) / np.tanh(response.drive) * peak
+  ramp_db = np.linspace(response.level_db[0], response.level_db[1], y.shape[-1])
+  return (y * 10.0 ** (ramp_db / 20.0)).astype(np.float32)

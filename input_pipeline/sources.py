@@ -5,6 +5,7 @@ A source is written as a short spec string in the config:
                   | 'tfds:<name>[/<config>]' (any prepared TFDS dataset with an 'audio' feature)
   noise:          'synthetic:<files>x<seconds>'  | 'folder:<path>'  | 'tfds:<name>'
   rirs:           'simulated:<count>'             | 'folder:<path>'
+                  | 'held-out-rooms:<count>' (evaluation only: rirs.simulate_held_out_rir)
 Datasets are prepared once into `data_dir` (TFDS' cache); each host then
 materialises its own share of a split (`tfds.even_splits`) as a PcmBank.
 """
@@ -114,11 +115,13 @@ def prepare(spec: str, kind: str, data_dir: str | os.PathLike | None = None,
     subset, _, root = arg.partition("@")
     manual_dir = Path(root).expanduser() if root else None
     builder = fma.Fma(config=subset, data_dir=str(data_dir))
-  elif scheme == "simulated" and kind == "rirs":
+  elif scheme in ("simulated", "held-out-rooms") and kind == "rirs":
     count = int(arg) if arg else 400
     lo, hi = rir_t60_range
-    config = rirs.RirConfig(name=f"simulated_{count}_{lo:g}_{hi:g}_s{rir_seed}".replace(".", "_"),
-                            num_rirs=count, t60_range=(lo, hi), seed=rir_seed)
+    family = "shoebox" if scheme == "simulated" else "held_out"
+    prefix = "simulated" if family == "shoebox" else "held_out_rooms"
+    config = rirs.RirConfig(name=f"{prefix}_{count}_{lo:g}_{hi:g}_s{rir_seed}".replace(".", "_"),
+                            num_rirs=count, t60_range=(lo, hi), seed=rir_seed, family=family)
     builder = rirs.RoomImpulseResponses(config=config, data_dir=str(data_dir))
   elif scheme == "tfds":
     builder = tfds.builder(arg, data_dir=str(data_dir))

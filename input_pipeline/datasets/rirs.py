@@ -5,6 +5,11 @@
 * `simulated`-style configs run pyroomacoustics' hybrid image-source + ray
   tracing simulation of random shoebox rooms whose Sabine T60 is drawn
   log-uniformly from a range, with a fixed seed (built once, then cached by TFDS).
+  Training uses these.
+* `family="held_out"` simulates another family of rooms, for evaluation only:
+  L-shaped floor plans extruded to a height, a hard floor and ceiling (strong early
+  reflections) with absorbing walls, larger volumes for a T60, and the source
+  often far from the microphone.  No training config draws from it.
 
 Every RIR is aligned to its direct path (samples before the strongest peak are
 dropped), scaled to peak 1, cut at `max_length_s`, and stored with its T60
@@ -34,6 +39,7 @@ class RirConfig(tfds.core.BuilderConfig):
   t60_range: tuple[float, float] = (0.15, 3.0)
   seed: int = 0
   max_length_s: float = 3.0
+  family: str = "shoebox"  # or "held_out" (evaluation rooms; simulate_held_out_rir)
 
 
 def align_and_normalize(rir: np.ndarray, max_length: int) -> np.ndarray:
@@ -86,6 +92,61 @@ def simulate_rir(rng: np.random.Generator, t60: float) -> np.ndarray:
   return np.asarray(room.rir[0][0], np.float64)
 
 
+def _polygon_area_perimeter(corners: np.ndarray) -> tuple[float, float]:
+  x, y = corners
+  area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+  perimeter = float(np.sum(np.hypot(np.diff(x, append=x[0]), np.diff(y, append=y[0]))))
+  return area, perimeter
+
+
+def simulate_held_out_rir(rng: np.random.Generator, t60: float) -> np.ndarray:
+  """One RIR of the held-out family (module docstring) with Sabine T60 `t60`.
+
+  An L-shaped floor (a rectangle less one corner), extruded; floor and ceiling absorb
+  a third of what the walls do, the walls take the rest of the Sabine absorption; the
+  source and the microphone are drawn inside, at least 1 m and up to a third of the
+  room's size apart.
+  """
+  import pyroomacoustics as pra  # pylint: disable=g-import-not-at-top
+  pra.random.seed(numpy=int(rng.integers(2**31)), libroom=int(rng.integers(2**31)))
+  scale = np.interp(t60, [0.2, 0.5, 1.0, 3.0], [4.0, 7.0, 14.0, 36.0])
+  w, d = rng.uniform(0.9, 1.5) * scale, rng.uniform(0.6, 1.0) * scale
+  cw, cd = rng.uniform(0.25, 0.5) * w, rng.uniform(0.25, 0.5) * d
+  corners = np.array([[0, 0], [w, 0], [w, d - cd], [w - cw, d - cd], [w - cw, d], [0, d]],
+                     np.float64).T
+  height = rng.uniform(2.5, 3.5) + rng.uniform(0.0, 0.4) * scale
+  area, perimeter = _polygon_area_perimeter(corners)
+  surface = 2 * area + perimeter * height
+  mean_absorption = 0.161 * area * height / (surface * t60)  # Sabine
+  # Hard floor and ceiling at a third of the walls' absorption, same total.
+  walls = mean_absorption * surface / (perimeter * height + 2 * area / 3)
+  walls = float(np.clip(walls, 0.01, 0.99))
+  hard = float(np.clip(walls / 3, 0.005, 0.99))
+  room = pra.Room.from_corners(corners, fs=SAMPLE_RATE, max_order=3,
+                               materials=pra.Material(walls), ray_tracing=True,
+                               air_absorption=True)
+  room.extrude(height, materials=pra.Material(hard))
+  room.set_ray_tracing(n_rays=2000, receiver_radius=0.5, energy_thres=1e-7)
+
+  def inside_point() -> np.ndarray:
+    while True:
+      p = np.array([rng.uniform(0.5, w - 0.5), rng.uniform(0.5, d - 0.5),
+                    rng.uniform(1.0, min(2.0, height - 0.5))])
+      if room.is_inside(p, include_borders=False):
+        return p
+
+  mic = inside_point()
+  far = max(1.5, scale / 3)
+  for _ in range(1000):
+    src = inside_point()
+    if 1.0 <= np.linalg.norm(src - mic) <= far:
+      break
+  room.add_source(src)
+  room.add_microphone(mic)
+  room.compute_rir()
+  return np.asarray(room.rir[0][0], np.float64)
+
+
 class RoomImpulseResponses(tfds.core.GeneratorBasedBuilder):
   """Room impulse responses, aligned to the direct path, 16 kHz float32."""
 
@@ -116,14 +177,17 @@ class RoomImpulseResponses(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     max_len = int(cfg.max_length_s * SAMPLE_RATE)
     if paths is None:
+      simulators = {"shoebox": simulate_rir, "held_out": simulate_held_out_rir}
+      if cfg.family not in simulators:
+        raise ValueError(f"unknown room family {cfg.family!r} (expected {sorted(simulators)})")
       rng = np.random.default_rng(cfg.seed)
       lo, hi = np.log(cfg.t60_range[0]), np.log(cfg.t60_range[1])
       for i in range(cfg.num_rirs):
         target = float(np.exp(rng.uniform(lo, hi)))
-        rir = align_and_normalize(simulate_rir(rng, target), max_len)
+        rir = align_and_normalize(simulators[cfg.family](rng, target), max_len)
         # The Sabine target is stored: a decay fit on a truncated long RIR is biased.
         yield f"sim{i:05d}", {"rir": rir, "t60": np.float32(target),
-                              "source": f"simulated shoebox, target T60 {target:.2f} s"}
+                              "source": f"simulated {cfg.family}, target T60 {target:.2f} s"}
       return
     skipped = 0
     for path in paths:

@@ -22,12 +22,15 @@ def _floats(text: str) -> list[float]:
     raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def run_eval(args: argparse.Namespace) -> int:
-  """Run `nafp eval`: build one Method per --db, cut or read the queries, write the tables."""
+# Held-out evaluation rooms are drawn with this seed plus --seed: never a training seed.
+HELD_OUT_ROOMS_SEED = 1000
+
+
+def _methods(args: argparse.Namespace) -> list:
+  """One protocol.Method per --db, each with its --model (default: the shipped model)."""
   from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
-  from nafp_jax.evaluation import protocol, query_sets, report  # pylint: disable=g-import-not-at-top
-  from nafp_jax.evaluation.journal import Journal, JournalMismatchError  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top
   from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   dbs = args.db
   models = args.model or [None] * len(dbs)
@@ -40,6 +43,85 @@ def run_eval(args: argparse.Namespace) -> int:
     bundle = load_encoder(model_path(model))
     cat.check_model(bundle.identity)
     methods.append(protocol.Method(label, cat, Fingerprinter(bundle)))
+  return methods
+
+
+def selected_conditions(args: argparse.Namespace) -> list:
+  """The conditions --conditions names: families ('paper', 'rooms') and/or kinds."""
+  from nafp_jax.evaluation import query_sets  # pylint: disable=g-import-not-at-top
+  paper = query_sets.paper_conditions(args.snrs, args.t60s, args.noise_reverb_t60)
+  rooms = query_sets.rooms_conditions(args.room_t60s, args.room_snr, args.device_t60s)
+  out = []
+  for name in (args.conditions or "paper").split(","):
+    if name == "paper":
+      out += paper
+    elif name == "rooms":
+      out += rooms
+    elif name in query_sets.PAPER_KINDS + query_sets.ROOMS_KINDS:
+      out += [c for c in paper + rooms if c.kind == name]
+    else:
+      raise SystemExit(f"error: unknown condition {name!r} in --conditions (families: paper, "
+                       f"rooms; kinds: {', '.join(query_sets.PAPER_KINDS + query_sets.ROOMS_KINDS)})")
+  return list(dict.fromkeys(out))
+
+
+def load_rirs(conditions, rirs_per_t60: int, seed: int) -> dict:
+  """{(room family, T60): [RIR, ...]} for every reverberant condition (built once, cached)."""
+  from input_pipeline import sources  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation import query_sets  # pylint: disable=g-import-not-at-top
+  rirs = {}
+  for family, t60 in sorted({(c.room_family, c.t60_s) for c in conditions if c.t60_s is not None}):
+    if family == query_sets.PAPER_ROOMS:
+      spec, rir_seed = f"simulated:{rirs_per_t60}", seed
+    else:
+      spec, rir_seed = f"held-out-rooms:{rirs_per_t60}", HELD_OUT_ROOMS_SEED + seed
+    bank = sources.load_bank(sources.prepare(spec, "rirs", rir_t60_range=(t60, t60),
+                                             rir_seed=rir_seed), "train", key="rir")
+    rirs[(family, t60)] = [np.asarray(bank.waveform(i)) for i in range(len(bank))]
+  return rirs
+
+
+def run_grid(methods, conditions, lengths, queries: int, args: argparse.Namespace,
+             out: Path) -> list[dict]:
+  """Cut the queries of every (condition, length) cell from the first method's catalogue
+  tracks and score every method on them, journalled in `out` (a rerun resumes)."""
+  from input_pipeline import sources  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation.journal import Journal, JournalMismatchError  # pylint: disable=g-import-not-at-top
+  waves, hashes = protocol.load_catalogue_tracks(methods[0].catalogue)
+  noise = sources.load_bank(sources.prepare(args.noise, "noise"), "train")
+  rirs = load_rirs(conditions, args.rirs_per_t60, args.seed)
+  settings = {"methods": [{"label": m.label, "model_identity": m.fingerprinter.bundle.identity,
+                           "catalogue": str(m.catalogue.root.resolve()),
+                           "generation": m.catalogue.generation.name,
+                           "fingerprints": int(m.catalogue.matrix.shape[0]),
+                           "fingerprint_version": m.catalogue.fingerprint_version}
+                          for m in methods],
+              "queries": queries, "seed": args.seed, "phases": args.phases,
+              "backend": args.backend, "noise": args.noise, "rirs_per_t60": args.rirs_per_t60}
+  try:
+    journal = Journal(out, settings, restart=args.restart)
+  except JournalMismatchError as e:
+    raise SystemExit(f"error: {e}") from None
+  return protocol.run_protocol(methods, waves, hashes, noise, rirs, conditions, lengths, queries,
+                               args.seed, args.phases, args.backend, progress=not args.quiet,
+                               journal=journal)
+
+
+def _write_report(rows: list[dict], out: Path) -> None:
+  from nafp_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+  print(report.format_tables(rows))
+  report.write_csv(rows, out / "hit_rates.csv")
+  (out / "hit_rates.md").write_text(report.format_markdown(rows))
+  plots = report.plot(rows, out)
+  print(f"wrote {out / 'hit_rates.csv'}, {out / 'hit_rates.md'} (beside the paper's figures)" +
+        "".join(f", {p}" for p in plots))
+
+
+def run_eval(args: argparse.Namespace) -> int:
+  """Run `nafp eval`: build one Method per --db, cut or read the queries, write the tables."""
+  from nafp_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top
+  methods = _methods(args)
   out = Path(args.out)
   if args.clips:
     if not args.truth:
@@ -47,40 +129,39 @@ def run_eval(args: argparse.Namespace) -> int:
     rows = protocol.run_clip_directory(methods, Path(args.clips), Path(args.truth), args.phases,
                                        args.backend)
   else:
-    from input_pipeline import sources  # pylint: disable=g-import-not-at-top
-    waves, hashes = protocol.load_catalogue_tracks(methods[0].catalogue)
-    noise = sources.load_bank(sources.prepare(args.noise, "noise"), "train")
-    conditions = query_sets.paper_conditions(args.snrs, args.t60s, args.noise_reverb_t60)
-    if args.conditions:
-      conditions = [c for c in conditions if c.kind in args.conditions.split(",")]
-    rirs_by_t60 = {}
-    for t60 in sorted({c.t60_s for c in conditions if c.t60_s is not None}):
-      bank = sources.load_bank(sources.prepare(f"simulated:{args.rirs_per_t60}", "rirs",
-                                               rir_t60_range=(t60, t60), rir_seed=args.seed),
-                               "train", key="rir")
-      rirs_by_t60[t60] = [np.asarray(bank.waveform(i)) for i in range(len(bank))]
-    settings = {"methods": [{"label": m.label, "model_identity": m.fingerprinter.bundle.identity,
-                             "catalogue": str(m.catalogue.root.resolve()),
-                             "generation": m.catalogue.generation.name,
-                             "fingerprints": int(m.catalogue.matrix.shape[0]),
-                             "fingerprint_version": m.catalogue.fingerprint_version}
-                            for m in methods],
-                "queries": args.queries, "seed": args.seed, "phases": args.phases,
-                "backend": args.backend, "noise": args.noise, "rirs_per_t60": args.rirs_per_t60}
-    try:
-      journal = Journal(out, settings, restart=args.restart)
-    except JournalMismatchError as e:
-      raise SystemExit(f"error: {e}") from None
-    rows = protocol.run_protocol(methods, waves, hashes, noise, rirs_by_t60, conditions,
-                                 args.lengths, args.queries, args.seed, args.phases, args.backend,
-                                 progress=not args.quiet, journal=journal)
-  print(report.format_tables(rows))
-  report.write_csv(rows, out / "hit_rates.csv")
-  (out / "hit_rates.md").write_text(report.format_markdown(rows))
-  plots = report.plot(rows, out)
-  print(f"wrote {out / 'hit_rates.csv'}, {out / 'hit_rates.md'} (beside the paper's figures)" +
-        "".join(f", {p}" for p in plots))
+    rows = run_grid(methods, selected_conditions(args), args.lengths, args.queries, args, out)
+  _write_report(rows, out)
   return 0
+
+
+def run_dev_score(args: argparse.Namespace) -> int:
+  """Run `nafp dev-score`: the fixed cells of evaluation/dev_score.py, one summary line each."""
+  import json  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation import dev_score  # pylint: disable=g-import-not-at-top
+  methods = _methods(args)
+  out = Path(args.out)
+  args.seed = dev_score.SEED
+  rows = run_grid(methods, list(dev_score.CONDITIONS), dev_score.LENGTHS_S, dev_score.QUERIES,
+                  args, out)
+  _write_report(rows, out)
+  summary = dev_score.summarize(rows)
+  (out / "dev_score.json").write_text(json.dumps(summary, indent=2) + "\n")
+  for line in dev_score.summary_lines(summary):
+    print(line)
+  return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--db", action="append", required=True, help="catalogue (repeat per method)")
+  p.add_argument("--model", action="append", help="model per --db (default: shipped model)")
+  p.add_argument("--label", action="append", help="method name per --db")
+  p.add_argument("--noise", default="synthetic:8x20", help="noise source spec (folder:PATH, ...)")
+  p.add_argument("--rirs-per-t60", type=int, default=20, help="simulated rooms per T60")
+  p.add_argument("--phases", type=int, default=10)
+  p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto")
+  p.add_argument("--restart", action="store_true",
+                 help="discard the results journalled in --out and run every cell again")
+  p.add_argument("--quiet", action="store_true")
 
 
 def add_eval_parser(sub: argparse._SubParsersAction) -> None:  # pylint: disable=protected-access
@@ -91,25 +172,33 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:  # pylint: disable
                      "write hit_rates.csv, hit_rates.md (beside the paper's reported figures) "
                      "and PNG plots.")
   p.set_defaults(func=run_eval)
-  p.add_argument("--db", action="append", required=True, help="catalogue (repeat per method)")
-  p.add_argument("--model", action="append", help="model per --db (default: shipped model)")
-  p.add_argument("--label", action="append", help="method name per --db")
+  _add_common(p)
   p.add_argument("--queries", type=int, default=1000, help="queries per condition and length")
   p.add_argument("--lengths", type=_floats, default=[0.96, 2.0, 3.0, 5.0])
   p.add_argument("--snrs", type=_floats, default=[0.0, 5.0, 10.0, 15.0, 20.0])
   p.add_argument("--t60s", type=_floats, default=[0.2, 0.4, 0.5, 0.7, 0.8])
   p.add_argument("--noise-reverb-t60", type=float, default=0.5)
-  p.add_argument("--conditions", help="subset of noise,reverb,noise+reverb")
-  p.add_argument("--noise", default="synthetic:8x20", help="noise source spec (folder:PATH, ...)")
-  p.add_argument("--rirs-per-t60", type=int, default=20, help="simulated rooms per T60")
+  p.add_argument("--conditions",
+                 help="comma-separated families and/or kinds: 'paper' (the default: noise, reverb, "
+                 "noise+reverb with --snrs/--t60s), 'rooms' (room, room+noise, device: held-out "
+                 "rooms at --room-t60s, noise at --room-snr, the loudspeaker-and-microphone chain "
+                 "in rooms of --device-t60s)")
+  p.add_argument("--room-t60s", type=_floats, default=[1.0, 1.5, 2.0, 3.0])
+  p.add_argument("--room-snr", type=float, default=10.0)
+  p.add_argument("--device-t60s", type=_floats, default=[0.5, 1.5])
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--phases", type=int, default=10)
-  p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto")
   p.add_argument("--clips", help="folder of pre-made query clips")
   p.add_argument("--truth", help="TSV with header query<TAB>track<TAB>start_s")
   p.add_argument("--out", default="nafp_eval",
                  help="folder for hit_rates.csv, plots and journal.jsonl (finished cells: a rerun "
                  "with the same settings resumes from it)")
-  p.add_argument("--restart", action="store_true",
-                 help="discard the results journalled in --out and run every cell again")
-  p.add_argument("--quiet", action="store_true")
+
+  p = sub.add_parser("dev-score", help="The quick fixed DEV score: 22 cells of both condition "
+                     "families, one summary line per method.",
+                     description="Run the fixed cells of nafp_jax/evaluation/dev_score.py "
+                     "(200 queries each, 1 and 3 s) and print the mean segment- and audio-level "
+                     "hit rate of the paper family and of the rooms family; writes hit_rates.csv, "
+                     "dev_score.json and the tables to --out (a rerun resumes).")
+  p.set_defaults(func=run_dev_score)
+  _add_common(p)
+  p.add_argument("--out", default="nafp_dev_score", help="folder for the results")

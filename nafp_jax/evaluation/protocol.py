@@ -79,7 +79,7 @@ def _cell_rows(methods: Sequence[Method], tallies: dict[str, Tally],
 
 
 def run_protocol(methods: Sequence[Method], waves: list[np.ndarray], hashes: list[str], noise,
-                 rirs_by_t60: dict[float, list[np.ndarray]],
+                 rirs: dict[tuple[str, float], list[np.ndarray]],
                  conditions: Sequence[query_sets.Condition], lengths: Sequence[float],
                  count: int, seed: int = 0, phases: int = 10, backend: str = "auto",
                  progress: bool = True, journal: Journal | None = None) -> list[dict]:
@@ -98,7 +98,7 @@ def run_protocol(methods: Sequence[Method], waves: list[np.ndarray], hashes: lis
   bar = tqdm(total=len(todo) * count, disable=not progress, unit="query")
   for condition, length in todo:
     tallies = {m.label: Tally() for m in methods}
-    for q in query_sets.make_queries(waves, noise, rirs_by_t60, condition, length, count, seed):
+    for q in query_sets.make_queries(waves, noise, rirs, condition, length, count, seed):
       for m in methods:
         tallies[m.label].add(*_score(m, q.wave, hashes[q.track], q.start_s, phases, backend))
       bar.update(1)

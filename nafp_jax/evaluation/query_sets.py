@@ -1,9 +1,15 @@
-"""Distorted query clips cut at random positions of catalogue tracks (SPEC §6).
+"""Distorted query clips cut at random positions of catalogue tracks.
 
-Conditions: noise at given SNRs; reverb with RIRs of given T60s; noise+reverb
-(one T60, then the SNRs, the noise reverberated with the same RIR).  The same
-distortion ops as training (input_pipeline.distortions) are used, with a fixed
-seed per (condition, length, query), so every method sees identical clips.
+Two families of conditions.  The paper's (SPEC §6): noise at given SNRs; reverb
+with RIRs of given T60s; noise+reverb (one T60, then the SNRs, the noise
+reverberated with the same RIR), all with rooms of the training simulator's
+kind.  The rooms family, for real rooms: 'room' (reverb at T60 1-3 s), 'room+noise'
+(the same rooms, noise reverberated in the same room at one SNR) and 'device'
+(a loudspeaker-and-microphone chain with level changes, played in a room), all
+with RIRs of a held-out room family that training never sees
+(input_pipeline/datasets/rirs.py).  The same distortion ops as training
+(input_pipeline.distortions) are used, with a fixed seed per (condition, length,
+query), so every method sees identical clips.
 """
 
 from __future__ import annotations
@@ -22,14 +28,26 @@ LENGTHS_S = (0.96, 2.0, 3.0, 5.0)
 SNRS_DB = (0.0, 5.0, 10.0, 15.0, 20.0)
 T60S_S = (0.2, 0.4, 0.5, 0.7, 0.8)
 NOISE_REVERB_T60_S = 0.5
+ROOMS_T60S_S = (1.0, 1.5, 2.0, 3.0)
+ROOMS_SNR_DB = 10.0
+DEVICE_T60S_S = (0.5, 1.5)
+PAPER_KINDS = ("noise", "reverb", "noise+reverb")
+ROOMS_KINDS = ("room", "room+noise", "device")
+# Which simulated room family a condition's RIRs come from (rirs.RirConfig.family).
+PAPER_ROOMS = "shoebox"
+HELD_OUT_ROOMS = "held_out"
 
 
 @dataclasses.dataclass(frozen=True)
 class Condition:
-  """kind in {'clean', 'noise', 'reverb', 'noise+reverb'}; snr_db / t60_s where they apply."""
+  """kind in PAPER_KINDS + ROOMS_KINDS (or 'clean'); snr_db / t60_s where they apply."""
   kind: str
   snr_db: float | None = None
   t60_s: float | None = None
+
+  @property
+  def room_family(self) -> str:
+    return HELD_OUT_ROOMS if self.kind in ROOMS_KINDS else PAPER_ROOMS
 
   @property
   def label(self) -> str:
@@ -49,6 +67,14 @@ def paper_conditions(snrs: Sequence[float] = SNRS_DB, t60s: Sequence[float] = T6
           [Condition("noise+reverb", snr_db=s, t60_s=noise_reverb_t60) for s in snrs])
 
 
+def rooms_conditions(t60s: Sequence[float] = ROOMS_T60S_S, snr_db: float = ROOMS_SNR_DB,
+                     device_t60s: Sequence[float] = DEVICE_T60S_S) -> list[Condition]:
+  """Held-out rooms at every T60, alone and with noise at `snr_db`; the device chain."""
+  return ([Condition("room", t60_s=t) for t in t60s] +
+          [Condition("room+noise", snr_db=snr_db, t60_s=t) for t in t60s] +
+          [Condition("device", t60_s=t) for t in device_t60s])
+
+
 @dataclasses.dataclass(frozen=True)
 class Query:
   """One clip and its truth."""
@@ -60,10 +86,13 @@ class Query:
 
 
 def make_queries(tracks: Sequence[np.ndarray], noise: PcmBank | None,
-                 rirs_by_t60: dict[float, list[np.ndarray]], condition: Condition,
+                 rirs: dict[tuple[str, float], list[np.ndarray]], condition: Condition,
                  length_s: float, count: int, seed: int = 0,
                  reverb_context_s: float = 1.0) -> Iterator[Query]:
-  """`count` queries of `length_s` for `condition`, deterministic in `seed`."""
+  """`count` queries of `length_s` for `condition`, deterministic in `seed`.
+
+  `rirs` maps (room family, T60) to impulse responses (Condition.room_family).
+  """
   n = int(round(length_s * SAMPLE_RATE))
   ctx = int(reverb_context_s * SAMPLE_RATE)
   usable = [i for i, t in enumerate(tracks) if t.shape[0] > n]
@@ -81,8 +110,12 @@ def make_queries(tracks: Sequence[np.ndarray], noise: PcmBank | None,
                                    wave[lo:start + n]]).astype(np.float32)
     clip = with_context[ctx:]
     rir = None
+    if condition.kind == "device":
+      with_context = distortions.apply_device_response(
+          with_context, distortions.draw_device_response(rng), SAMPLE_RATE)
+      clip = with_context[ctx:]
     if condition.t60_s is not None:
-      bank = rirs_by_t60[condition.t60_s]
+      bank = rirs[(condition.room_family, condition.t60_s)]
       rir = bank[int(rng.integers(len(bank)))]
       clip = distortions.reverberate(with_context, rir, ctx)
     if condition.snr_db is not None:

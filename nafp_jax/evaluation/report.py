@@ -10,15 +10,29 @@ FIELDS = ["method", "condition", "snr_db", "t60_s", "length_s", "queries",
           "segment_hit_rate", "audio_hit_rate"]
 
 
+# Conditions whose tables run over SNR (at one T60, if any); all others run over T60.
+_SNR_COLUMNS = ("noise", "noise+reverb")
+_HELD_OUT = ("room", "room+noise", "device")
+
+
 def _column(row: dict) -> float:
-  return row["snr_db"] if row["condition"] in ("noise", "noise+reverb") else row["t60_s"]
+  return row["snr_db"] if row["condition"] in _SNR_COLUMNS else row["t60_s"]
+
+
+def _unit(condition: str) -> str:
+  return "SNR (dB)" if condition in _SNR_COLUMNS else "T60 (s)"
 
 
 def _title(level: str, condition: str, rows: Sequence[dict]) -> str:
   """'Segment-level top-1 hit rate (%), noise+reverb, T60 0.5 s; columns: SNR (dB)'."""
-  unit = "T60 (s)" if condition == "reverb" else "SNR (dB)"
-  extra = f", T60 {rows[0]['t60_s']:g} s" if condition == "noise+reverb" else ""
-  return f"{level} top-1 hit rate (%), {condition}{extra}; columns: {unit}"
+  extra = ""
+  if condition == "noise+reverb":
+    extra = f", T60 {rows[0]['t60_s']:g} s"
+  elif condition == "room+noise":
+    extra = f", SNR {rows[0]['snr_db']:g} dB"
+  if condition in _HELD_OUT:
+    extra += ", held-out rooms"
+  return f"{level} top-1 hit rate (%), {condition}{extra}; columns: {_unit(condition)}"
 
 
 def format_tables(rows: Sequence[dict]) -> str:
@@ -151,7 +165,7 @@ def plot(rows: Sequence[dict], folder: Path, reported: dict | None = None) -> li
         ax.plot(sorted(values), [values[c] for c in sorted(values)], linestyle="--",
                 marker="x", label=method)
       ax.set_title(f"{length:g} s queries")
-      ax.set_xlabel("T60 (s)" if condition == "reverb" else "SNR (dB)")
+      ax.set_xlabel(_unit(condition))
       ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("segment-level top-1 hit rate (%)")
     handles = {}  # every line's label once, whichever panel drew it (paper rows differ by length)
