@@ -58,6 +58,8 @@ def get_config() -> ml_collections.ConfigDict:
       snr_db_max=20.0,
       distortion_weights=(1.0, 1.0, 1.0),  # noise, reverb, noise+reverb
       energy_threshold=1e-4,
+      # Share of positives played through a random loudspeaker-and-microphone chain first.
+      device_prob=0.0,
   ))
 
   config.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))

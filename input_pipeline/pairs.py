@@ -13,7 +13,11 @@ power is <= `energy_threshold`.  Positive: the same crop shifted by a uniform
 offset in +-max_offset, then one of {noise, reverb, noise+reverb}: noise is a
 random excerpt of a random noise file at SNR U[lo, hi] dB over the crop; reverb
 is a full convolution with a random RIR; noise+reverb reverberates the noise
-with the same RIR before mixing.  The positive is peak-normalised last.
+with the same RIR before mixing.  With probability `device_prob` the moved crop
+(and its reverb context) first goes through a random loudspeaker-and-microphone
+chain (distortions.draw_device_response: band limits, resonances, level changes,
+soft clipping), as audio played on a small speaker and recorded by a phone is.
+The positive is peak-normalised last.
 
 Everything is done per chunk of EXAMPLES_PER_READ consecutive examples of an
 epoch: the choices by a few TensorFlow ops for the chunk, the examples by one
@@ -63,6 +67,7 @@ class PairConfig:
   snr_db_range: tuple[float, float] = (0.0, 20.0)
   distortion_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # noise, reverb, both
   energy_threshold: float = 1e-4
+  device_prob: float = 0.0                # share of positives through a device chain
 
 
 class PairSource:
@@ -127,9 +132,18 @@ class PairSource:
     """Spectra of RIRs `rirs`: the kept ones if the source keeps them, else transformed now."""
     return self.rir_spectra[rirs] if self.rir_spectra is not None else self._transform(rirs)
 
+  def _through_devices(self, x: np.ndarray, device_u: np.ndarray,
+                       device_seed: np.ndarray) -> np.ndarray:
+    """Rows of x whose `device_u` < device_prob through their own random device chain."""
+    for i in np.flatnonzero(device_u < self.cfg.device_prob):
+      response = distortions.draw_device_response(np.random.default_rng(int(device_seed[i])))
+      x[i] = distortions.apply_device_response(x[i], response)
+    return x
+
   def examples(self, kind: np.ndarray, track: np.ndarray, start: np.ndarray, offset: np.ndarray,
                noise_file: np.ndarray, noise_start: np.ndarray, rir: np.ndarray,
-               snr_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               snr_db: np.ndarray, device_u: np.ndarray,
+               device_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """numpy side of the pipeline: (anchors, positives, voiced) of a chunk from its choices.
 
     One call per chunk, not per example: each call holds the Python lock between
@@ -138,7 +152,8 @@ class PairSource:
     what that kind uses: NOISE, the crop moved by `offset` plus noise; REVERB and
     NOISE_REVERB, the moved crop with its reverb context through the row's RIR,
     and for NOISE_REVERB the noise with the same context through the same RIR,
-    mixed at the row's SNR over the crop.  Anchors and positives are
+    mixed at the row's SNR over the crop; rows with `device_u` < device_prob play the
+    moved crop through their device chain first (seeded by `device_seed`).  Anchors and positives are
     peak-normalised float32 [B, seg]; `voiced` [B] is the anchors' mean power
     above the energy threshold.
     """
@@ -154,15 +169,17 @@ class PairSource:
       anchor[rows] = block
       voiced[rows] = distortions.mean_power(block) > c.energy_threshold
     for rows in _blocks(np.flatnonzero(kind == NOISE), self.rows_per_block):
-      crop = _as_float(self.tracks.windows(track[rows], moved[rows], seg))
+      crop = self._through_devices(_as_float(self.tracks.windows(track[rows], moved[rows], seg)),
+                                   device_u[rows], device_seed[rows])
       noise = _as_float(self.noise.windows(noise_file[rows], noise_start[rows] + ctx, seg,
                                            loop=True))
       positive[rows] = distortions.peak_normalize(distortions.mix_at_snr(crop, noise, snr_db[rows]))
     for rows in _blocks(np.flatnonzero(kind != NOISE), self.rows_per_block):
       spectra = self._spectra(rir[rows])
-      wet = distortions.reverberate_with_spectra(
-          _as_float(self.tracks.windows(track[rows], moved[rows] - ctx, ctx + seg)), spectra,
-          self.reverb_fft, ctx)
+      dry = self._through_devices(
+          _as_float(self.tracks.windows(track[rows], moved[rows] - ctx, ctx + seg)),
+          device_u[rows], device_seed[rows])
+      wet = distortions.reverberate_with_spectra(dry, spectra, self.reverb_fft, ctx)
       both = kind[rows] == NOISE_REVERB
       if both.any():
         noisy = rows[both]
@@ -242,11 +259,14 @@ def chunk_choices(source: PairSource, seed: tf.Tensor, positions: tf.Tensor,
           "kind": kind, "snr_db": lo_db + u[:, 3] * (hi_db - lo_db), "track": track,
           "start": _uniform_int(u[:, 0], lo, hi),
           "rir": _uniform_int(u[:, 5], tf.constant(0, tf.int64), len(source.rirs) - 1),
-          "noise": noise_file, "noise_start": tf.cast(wide % noise_length, tf.int64)}
+          "noise": noise_file, "noise_start": tf.cast(wide % noise_length, tf.int64),
+          "device_u": u[:, 6],
+          "device_seed": tf.cast(tf.floor(u[:, 7] * 2.0**24), tf.int64)}
 
 
 # The choices `PairSource.examples` takes, in its argument order.
-EXAMPLE_CHOICES = ("kind", "track", "start", "offset", "noise", "noise_start", "rir", "snr_db")
+EXAMPLE_CHOICES = ("kind", "track", "start", "offset", "noise", "noise_start", "rir", "snr_db",
+                   "device_u", "device_seed")
 
 
 def make_examples(source: PairSource, choices: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

@@ -111,7 +111,8 @@ def _pair_config(data: ml_collections.ConfigDict):
       slot_samples=frontend.SEGMENT_SAMPLES,
       snr_db_range=(data.snr_db_min, data.snr_db_max),
       distortion_weights=tuple(data.distortion_weights),
-      energy_threshold=data.energy_threshold)
+      energy_threshold=data.energy_threshold,
+      device_prob=data.get("device_prob", 0.0))
 
 
 def prepare_datasets(config: ml_collections.ConfigDict):

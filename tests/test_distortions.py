@@ -1,5 +1,7 @@
 """Distortion ops on numpy rows, and the pair pipeline's contracts inside tf.data."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -306,3 +308,29 @@ def test_bank_window_padding_loop_and_atomic_write(tmp_path):
     PcmBank.write(tmp_path / "b", failing(), np.int16, 16000)
   assert PcmBank(tmp_path / "b").names == ["a"]           # the old bank is intact
   assert [p.name for p in tmp_path.iterdir()] == ["b"]    # no temporary left behind
+
+
+def test_device_chain_positives(tmp_path):
+  """With device_prob 1 every positive is the device-coloured version of the same example
+  (anchors and choices unchanged), each row through its own chain, reproducibly; with the
+  default 0 the stream is the one without devices."""
+  plain = _source(tmp_path, distortion_weights=(1.0, 0.0, 0.0), snr_db_range=(200.0, 200.0))
+  batch = next(iter(pairs.pair_dataset(plain, 16, seed=3)))
+  cfg = dataclasses.replace(plain.cfg, device_prob=1.0)
+  device = pairs.PairSource(plain.tracks, plain.noise, plain.rirs, cfg)
+  coloured = next(iter(pairs.pair_dataset(device, 16, seed=3)))
+  again = next(iter(pairs.pair_dataset(device, 16, seed=3)))
+  np.testing.assert_array_equal(coloured["anchor"], batch["anchor"])
+  np.testing.assert_array_equal(coloured["positive"], again["positive"])
+  seeds = coloured["device_seed"].numpy()
+  assert len(set(seeds)) == 16
+  for i in range(16):
+    response = distortions.draw_device_response(np.random.default_rng(int(seeds[i])))
+    wave = plain.tracks.waveform(int(batch["track"][i])).astype(np.float32) / 32768.0
+    lo = int(batch["start"][i]) + int(batch["offset"][i])
+    crop = np.zeros(15360, np.float32)
+    src = wave[max(lo, 0):lo + 15360]
+    crop[max(-lo, 0):max(-lo, 0) + src.size] = src
+    expected = distortions.apply_device_response(crop, response)
+    np.testing.assert_allclose(coloured["positive"][i].numpy(),
+                               expected / np.abs(expected).max(), atol=1e-4)
