@@ -6,6 +6,7 @@ command resumes from the last checkpoint in DIR.
 """
 
 import logging as logging_lib
+import sys
 
 from absl import app
 from absl import flags
@@ -33,9 +34,31 @@ class _QuietLibraries(logging_lib.Filter):
     return record.levelno >= logging_lib.WARNING or not noisy
 
 
+def _parse_flags(argv):
+  """absl's flag parsing, with a bad config override (a mistyped key, a value of the wrong
+  type) reported in one line instead of a traceback."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.stderr.write(f"error: {e}\nPass --helpfull to see the flags.\n")
+    sys.exit(2)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    overrides = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+    sys.stderr.write(f"error: a config override cannot be applied ({e}); overrides given: "
+                     f"{', '.join(overrides) or 'none'}. Keys are as in the config file "
+                     "(e.g. --config.optimizer.learning_rate=3e-4).\n")
+    sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from nafp_jax import config_validation  # pylint: disable=g-import-not-at-top
+  try:
+    config_validation.validate(FLAGS.config)
+  except config_validation.ConfigError as e:
+    sys.stderr.write(f"error: {e}\n")
+    sys.exit(2)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # tf.data runs on the host only; keep TensorFlow off the accelerators.
@@ -57,7 +80,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

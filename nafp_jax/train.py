@@ -23,7 +23,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from nafp_jax import checkpointing, embedding_spread, frontend, loss as loss_lib, optimizers, sharding
+from nafp_jax import checkpointing, config_validation, embedding_spread, frontend, loss as loss_lib
+from nafp_jax import optimizers, sharding
 from nafp_jax.metrics_logging import MetricsLogger
 from nafp_jax.models import create_model
 from nafp_jax.models.conv import lowering_for
@@ -157,6 +158,7 @@ def _numpy_batches(ds) -> Iterator[dict[str, np.ndarray]]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Train (or resume) the model of `config` in `workdir`; returns the final state."""
   from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
+  config_validation.validate(config)
   config = config.copy_and_resolve_references()  # the caller's config is left as it was
   if config.batch_size % jax.process_count():
     raise ValueError(f"batch_size {config.batch_size} not divisible by "

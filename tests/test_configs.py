@@ -1,6 +1,7 @@
 """Every config builds its optimizer; large-batch schedules warm up then decay."""
 
 import importlib
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -41,3 +42,46 @@ def test_unknown_optimizer_is_named():
   with pytest.raises(ValueError, match="adamm"):
     optimizers.create_optimizer(config.optimizer, 10)
   assert isinstance(optax.constant_schedule(1.0)(0), (float, jnp.ndarray))
+
+
+@pytest.mark.parametrize("name", CONFIGS + ["nafp_small"])
+def test_every_config_validates(name):
+  from nafp_jax import config_validation  # pylint: disable=g-import-not-at-top
+  config_validation.validate(importlib.import_module(f"configs.{name}").get_config())
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("model.widths", (8,), "model.widths must be a sequence of 7"),
+    ("loss.temperature", 0.0, "loss.temperature must be a positive"),
+    ("model.embedding_dim", 100, "must divide the encoder's 384"),
+    ("optimizer.schedule", "linear", "optimizer.schedule must be one of"),
+    ("batch_size", 0, "batch_size must be a positive integer"),
+    ("data.distortion_weights", (0.0, 0.0, 0.0), "data.distortion_weights"),
+    ("data.device_prob", 1.5, "data.device_prob must be in"),
+])
+def test_bad_values_are_named_before_anything_runs(key, value, message):
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from nafp_jax import config_validation, train  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  section, _, leaf = key.rpartition(".")
+  (config[section] if section else config)[leaf] = value
+  with pytest.raises(config_validation.ConfigError, match=message):
+    config_validation.validate(config)
+  with pytest.raises(config_validation.ConfigError, match=message):
+    train.train_and_evaluate(config, "/nonexistent/never-created")
+
+
+def test_command_line_config_errors_are_one_line(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  for override, expected in (("--config.bogus=1", "'bogus'"),
+                             ("--config.loss.temperature=0", "loss.temperature")):
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "nafp_jax.main", "--config",
+                             str(root / "configs" / "tiny.py"), "--workdir", str(tmp_path / "w"),
+                             override], capture_output=True, text=True, check=False, timeout=120,
+                            cwd=root)
+    assert result.returncode == 2
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], lines
+  assert not (tmp_path / "w").exists()
