@@ -6,6 +6,8 @@ command resumes from the last checkpoint in DIR.
 """
 
 import logging as logging_lib
+import shlex
+import signal
 import sys
 
 from absl import app
@@ -50,6 +52,11 @@ def _parse_flags(argv):
     sys.exit(2)
 
 
+def _stop_like_ctrl_c(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -75,7 +82,14 @@ def main(argv):
   from nafp_jax import train  # pylint: disable=g-import-not-at-top
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # a preempted VM: same clean stop
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except train.TrainingInterrupted as e:
+    argv = [sys.executable, "-m", "nafp_jax.main"] + sys.argv[1:]
+    command = " ".join(shlex.quote(a) for a in argv)
+    sys.stderr.write(f"{e}.\nResume from there with the same command:\n  {command}\n")
+    sys.exit(130)
 
 
 def run():

@@ -30,6 +30,16 @@ from nafp_jax.models import create_model
 from nafp_jax.models.conv import lowering_for
 
 
+class TrainingInterrupted(Exception):
+  """Training stopped by Ctrl-C after the last checkpoint was completed (or none was begun)."""
+
+  def __init__(self, step: int, last_saved: int | None, workdir: str):
+    self.step, self.last_saved, self.workdir = step, last_saved, workdir
+    saved = (f"the last checkpoint is step {last_saved} ({workdir}/checkpoints/{last_saved})"
+             if last_saved is not None else "no checkpoint was saved yet")
+    super().__init__(f"training interrupted after step {step}; {saved}")
+
+
 class TrainState(train_state.TrainState):
   """Params, optimizer state, BatchNorm statistics and the base RNG key."""
   batch_stats: Any
@@ -211,37 +221,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   pending: list[dict[str, jax.Array]] = []
   interval_start, interval_steps = time.time(), 0
   position = positions[host]
-  for step in range(start_step, config.num_train_steps):
-    batch = next(train_iter)
-    position = int(batch.pop("index")[-1]) + 1
-    state, metrics = jit_train(state, sharding.global_batch(batch, mesh))
-    pending.append(metrics)
-    interval_steps += 1
-    done = step + 1
-    is_last = done == config.num_train_steps
-    if done % config.log_every_steps == 0 or is_last:
-      summary = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
-      _check_finite(summary, done)
-      elapsed = time.time() - interval_start
-      summary["segments_per_s"] = 2 * config.batch_size * interval_steps / max(elapsed, 1e-9)
-      logger.write(done, summary)
-      logger.progress(done, summary)
-      _warn_if_degenerate(summary, config.batch_size, done, "train")
-      pending, interval_start, interval_steps = [], time.time(), 0
-    if done % config.eval_every_steps == 0 or is_last:
-      if eval_batches is None:
-        eval_batches = list(_numpy_batches(pairs.pair_dataset(
-            eval_source, host_batch, config.seed + 1, 0, host=host).take(config.num_eval_batches)))
-      results = [jit_eval(state, sharding.global_batch(
-          {k: v for k, v in b.items() if k != "index"}, mesh)) for b in eval_batches]
-      evals = {k: float(np.mean([r[k] for r in jax.device_get(results)])) for k in results[0]}
-      logger.write(done, evals, prefix="eval")
-      logger.progress(done, evals, prefix="eval")
-      _warn_if_degenerate(evals, config.batch_size, done, "eval")
-    if done % config.checkpoint_every_steps == 0 or is_last:
-      _check_finite(jax.device_get(metrics), done)
-      all_positions = _gather_positions(position)
-      checkpointing.save(manager, done, state, {"positions": all_positions})
+  done = start_step
+  try:
+    for step in range(start_step, config.num_train_steps):
+      batch = next(train_iter)
+      position = int(batch.pop("index")[-1]) + 1
+      state, metrics = jit_train(state, sharding.global_batch(batch, mesh))
+      pending.append(metrics)
+      interval_steps += 1
+      done = step + 1
+      is_last = done == config.num_train_steps
+      if done % config.log_every_steps == 0 or is_last:
+        summary = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+        _check_finite(summary, done)
+        elapsed = time.time() - interval_start
+        summary["segments_per_s"] = 2 * config.batch_size * interval_steps / max(elapsed, 1e-9)
+        logger.write(done, summary)
+        logger.progress(done, summary)
+        _warn_if_degenerate(summary, config.batch_size, done, "train")
+        pending, interval_start, interval_steps = [], time.time(), 0
+      if done % config.eval_every_steps == 0 or is_last:
+        if eval_batches is None:
+          eval_batches = list(_numpy_batches(pairs.pair_dataset(
+              eval_source, host_batch, config.seed + 1, 0, host=host).take(
+                  config.num_eval_batches)))
+        results = [jit_eval(state, sharding.global_batch(
+            {k: v for k, v in b.items() if k != "index"}, mesh)) for b in eval_batches]
+        evals = {k: float(np.mean([r[k] for r in jax.device_get(results)])) for k in results[0]}
+        logger.write(done, evals, prefix="eval")
+        logger.progress(done, evals, prefix="eval")
+        _warn_if_degenerate(evals, config.batch_size, done, "eval")
+      if done % config.checkpoint_every_steps == 0 or is_last:
+        _check_finite(jax.device_get(metrics), done)
+        all_positions = _gather_positions(position)
+        checkpointing.save(manager, done, state, {"positions": all_positions})
+  except KeyboardInterrupt:
+    # Finish the save in flight (never leave half a checkpoint), then say what is saved.
+    logging.warning("Interrupted after step %d; finishing any checkpoint being written...", done)
+    manager.wait_until_finished()
+    last = manager.latest_step()
+    manager.close()
+    logger.close()
+    raise TrainingInterrupted(done, last, workdir) from None
   manager.wait_until_finished()
   manager.close()
   logger.close()

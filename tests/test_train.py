@@ -145,3 +145,27 @@ def test_extending_a_cosine_run_keeps_its_schedule(tmp_path, caplog):
   other.optimizer.schedule_steps = 8
   with pytest.raises(checkpointing.ConfigMismatchError, match="optimizer.schedule_steps"):
     train.train_and_evaluate(other, str(tmp_path))
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, stop):
+  steps = ["--config.num_train_steps=400", "--config.checkpoint_every_steps=3",
+           "--config.eval_every_steps=1000"]
+  workdir = tmp_path / "interrupted"
+  proc = subprocess.Popen(_main_command(workdir, *steps), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+  deadline = time.time() + 300
+  while not (workdir / "checkpoints" / "6").is_dir():
+    assert proc.poll() is None, "training exited before its checkpoints"
+    assert time.time() < deadline, "no checkpoint within 300 s"
+    time.sleep(0.02)
+  proc.send_signal(stop)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr[-3000:]
+  assert "Traceback" not in stderr, stderr[-3000:]
+  assert "training interrupted after step" in stderr and "the last checkpoint is step" in stderr
+  resume = stderr.splitlines()[-1].strip()
+  assert resume.endswith(" ".join(steps)) and "--workdir" in resume
+  # Every checkpoint folder left is a finished one (no temporary half-written save).
+  left = [p.name for p in (workdir / "checkpoints").iterdir()]
+  assert left and all(name.isdigit() for name in left), left
