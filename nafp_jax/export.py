@@ -36,9 +36,10 @@ def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
   Files are hashed and decoded `read_ahead_files` ahead of the encoder (as `nafp index` does).
   """
   out = Path(out)
+  folder = out / f"process-{process_index:05d}"
+  check_export_folder(out, folder, fingerprinter.bundle.identity)
   files = expand_inputs(inputs)
   mine = list(range(len(files)))[process_index::process_count]  # positions in the file list
-  folder = out / f"process-{process_index:05d}"
   folder.mkdir(parents=True, exist_ok=True)
   if process_index == 0:
     (out / "manifest.json").write_text(json.dumps({
@@ -82,6 +83,32 @@ def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
   tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
   os.replace(tmp, folder / "tracks.jsonl")  # written last: marks the share complete
   return {"tracks": len(records), "skipped": skipped}
+
+
+def check_export_folder(out: Path, share: Path, model_identity: str) -> None:
+  """Refuse to write into a folder that is not an export, into a finished share, or into
+  an export of another model; a share left unfinished by an interrupted run is redone."""
+  if not out.exists():
+    return
+  if not out.is_dir():
+    raise FileExistsError(f"{out}: exists and is not a folder")
+  foreign = sorted(p.name for p in out.iterdir()
+                   if not (p.name == "manifest.json" or p.name.startswith("process-")))
+  if foreign:
+    raise FileExistsError(f"{out}: not an export folder (holds {', '.join(foreign[:5])}); "
+                          "export into a new or empty folder")
+  manifest = out / "manifest.json"
+  if manifest.exists():
+    try:
+      identity = json.loads(manifest.read_text()).get("model_identity")
+    except (json.JSONDecodeError, AttributeError):
+      raise FileExistsError(f"{manifest}: damaged; export into a new folder") from None
+    if identity != model_identity:
+      raise FileExistsError(f"{out}: holds an export by another model ({str(identity)[:12]}, "
+                            f"this one is {model_identity[:12]}); export into a new folder")
+  if (share / "tracks.jsonl").exists():
+    raise FileExistsError(f"{share}: this share is already exported (tracks.jsonl); not "
+                          "overwriting it. Remove the folder or export into a new one")
 
 
 def iter_export(folder: str | os.PathLike) -> Iterator[tuple[dict, np.ndarray]]:

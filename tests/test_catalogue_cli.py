@@ -248,6 +248,16 @@ def test_two_process_export_merges_to_the_same_catalogue(tmp_path, model_dir, mu
   assert merged.counts.tolist() == direct.counts.tolist()
   np.testing.assert_allclose(merged.matrix[:], direct.matrix[:], atol=1e-6)
   assert merged.manifest["model_identity"] == direct.manifest["model_identity"]
+  # A finished share is never overwritten, nor a folder that is not an export.
+  before = (tmp_path / "exp" / "process-00000" / "tracks.jsonl").read_bytes()
+  code, _, err = _run(capsys, "export", music, "--out", tmp_path / "exp", "--model", model_dir,
+                      "--process-index", 0, "--process-count", 2)
+  assert code == 1 and "already exported" in err
+  assert (tmp_path / "exp" / "process-00000" / "tracks.jsonl").read_bytes() == before
+  (tmp_path / "docs").mkdir()
+  (tmp_path / "docs" / "notes.txt").write_text("mine")
+  code, _, err = _run(capsys, "export", music, "--out", tmp_path / "docs", "--model", model_dir)
+  assert code == 1 and "not an export folder" in err and "notes.txt" in err
 
 
 def test_calibrated_threshold_rejects_unknown_audio(tmp_path, model_dir, music, capsys):
