@@ -6,8 +6,8 @@ command resumes from the last checkpoint in DIR.
 """
 
 import logging as logging_lib
+import os
 import shlex
-import signal
 import sys
 
 from absl import app
@@ -28,11 +28,19 @@ config_flags.DEFINE_config_file("config", None, "Training config file.", lock_co
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+# TFDS warnings that say nothing to a user of this trainer (our builders take configs by
+# design; the deprecated attribute is read inside TFDS itself).
+_TFDS_NOISE = ("Using custom data configuration", "`FeatureConnector.dtype` is deprecated")
+
+
 class _QuietLibraries(logging_lib.Filter):
-  """Drop INFO chatter of Orbax and TFDS (their warnings and errors still show)."""
+  """Drop INFO chatter of Orbax and TFDS and TFDS's routine warnings (errors still show)."""
 
   def filter(self, record: logging_lib.LogRecord) -> bool:
-    noisy = ("/orbax/" in record.pathname or "/tensorflow_datasets/" in record.pathname)
+    tfds = "/tensorflow_datasets/" in record.pathname
+    if tfds and record.levelno < logging_lib.ERROR and str(record.msg).startswith(_TFDS_NOISE):
+      return False
+    noisy = "/orbax/" in record.pathname or tfds or "/jax/_src/xla_bridge" in record.pathname
     return record.levelno >= logging_lib.WARNING or not noisy
 
 
@@ -52,11 +60,6 @@ def _parse_flags(argv):
     sys.exit(2)
 
 
-def _stop_like_ctrl_c(signum, frame):
-  del signum, frame
-  raise KeyboardInterrupt
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -67,6 +70,8 @@ def main(argv):
     sys.stderr.write(f"error: {e}\n")
     sys.exit(2)
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  # TensorFlow's C++ INFO lines (tf.data's end-of-sequence notes, CPU features); warnings stay.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # tf.data runs on the host only; keep TensorFlow off the accelerators.
   tf.config.set_visible_devices([], "GPU")
@@ -82,7 +87,6 @@ def main(argv):
   from nafp_jax import train  # pylint: disable=g-import-not-at-top
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
-  signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # a preempted VM: same clean stop
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except train.TrainingInterrupted as e:

@@ -9,7 +9,10 @@ same command continues exactly where the last checkpoint left it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
+import threading
 import time
 from typing import Any, Iterator
 
@@ -222,20 +225,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   interval_start, interval_steps = time.time(), 0
   position = positions[host]
   done = start_step
-  try:
+  stop = _StopRequest()
+  with stop.installed():
     for step in range(start_step, config.num_train_steps):
+      if stop.requested:
+        break
       batch = next(train_iter)
       position = int(batch.pop("index")[-1]) + 1
       state, metrics = jit_train(state, sharding.global_batch(batch, mesh))
       pending.append(metrics)
       interval_steps += 1
       done = step + 1
+      if done == start_step + 1:
+        # Throughput is steps/s of training alone: the first step (compilation) is left out.
+        jax.block_until_ready(metrics)
+        interval_start, interval_steps = time.time(), 0
       is_last = done == config.num_train_steps
       if done % config.log_every_steps == 0 or is_last:
         summary = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
         _check_finite(summary, done)
-        elapsed = time.time() - interval_start
-        summary["segments_per_s"] = 2 * config.batch_size * interval_steps / max(elapsed, 1e-9)
+        if interval_steps:
+          elapsed = time.time() - interval_start
+          summary["segments_per_s"] = 2 * config.batch_size * interval_steps / max(elapsed, 1e-9)
+          logger.set_rate(interval_steps / max(elapsed, 1e-9))
         logger.write(done, summary)
         logger.progress(done, summary)
         _warn_if_degenerate(summary, config.batch_size, done, "train")
@@ -251,22 +263,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         logger.write(done, evals, prefix="eval")
         logger.progress(done, evals, prefix="eval")
         _warn_if_degenerate(evals, config.batch_size, done, "eval")
+        interval_start, interval_steps = time.time(), 0  # evaluation time is not training
       if done % config.checkpoint_every_steps == 0 or is_last:
         _check_finite(jax.device_get(metrics), done)
         all_positions = _gather_positions(position)
         checkpointing.save(manager, done, state, {"positions": all_positions})
-  except KeyboardInterrupt:
-    # Finish the save in flight (never leave half a checkpoint), then say what is saved.
-    logging.warning("Interrupted after step %d; finishing any checkpoint being written...", done)
+  if stop.requested:
+    logging.warning("Stopping after step %d (%s); saving it...", done, stop.requested)
     manager.wait_until_finished()
-    last = manager.latest_step()
-    manager.close()
-    logger.close()
-    raise TrainingInterrupted(done, last, workdir) from None
-  manager.wait_until_finished()
+    if done > start_step and manager.latest_step() != done:
+      checkpointing.save(manager, done, state, {"positions": _gather_positions(position)})
+  manager.wait_until_finished()  # never leave half a checkpoint
+  last = manager.latest_step()
   manager.close()
   logger.close()
+  if stop.requested:
+    raise TrainingInterrupted(done, last, workdir)
   return state
+
+
+class _StopRequest:
+  """Ctrl-C (SIGINT) and SIGTERM, as a preempted VM gets, ask the loop to stop after the
+  step in progress, outside any library call (an interrupt inside Orbax's save would leave a
+  half-written checkpoint); that step is then saved.  A second signal stops at once.
+  Installed only in the main thread, where Python delivers signals."""
+
+  def __init__(self):
+    self.requested: str | None = None
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = signal.Signals(signum).name
+    logging.warning("%s: stopping after the current step (again to stop at once)",
+                    self.requested)
+
+  @contextlib.contextmanager
+  def installed(self):
+    if threading.current_thread() is not threading.main_thread():
+      yield self
+      return
+    previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+      yield self
+    finally:
+      for s, handler in previous.items():
+        signal.signal(s, handler)
 
 
 def schedule_horizon(config: ml_collections.ConfigDict, workdir: str, resuming: bool) -> int:

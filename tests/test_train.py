@@ -164,6 +164,8 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, stop):
   assert proc.returncode == 130, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]
   assert "training interrupted after step" in stderr and "the last checkpoint is step" in stderr
+  stopped = int(stderr.split("training interrupted after step ")[1].split(";")[0])
+  assert f"the last checkpoint is step {stopped} " in stderr  # the step it stopped at is saved
   resume = stderr.splitlines()[-1].strip()
   assert resume.endswith(" ".join(steps)) and "--workdir" in resume
   # Every checkpoint folder left is a finished one (no temporary half-written save).
