@@ -190,15 +190,47 @@ class Catalogue:
     return None
 
 
+# How long a writer waits for another one to finish before giving up.
+LOCK_TIMEOUT_S = 600.0
+
+
 @contextlib.contextmanager
-def _writer_lock(root: Path) -> Iterator[None]:
+def _writer_lock(root: Path, timeout_s: float | None = None) -> Iterator[None]:
+  """Hold the catalogue's writer lock; wait up to `timeout_s` (LOCK_TIMEOUT_S) for it,
+  saying once who holds it (the holder writes its pid, host and start time into it)."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
   root.mkdir(parents=True, exist_ok=True)
-  with open(root / ".lock", "w") as f:
+  lock = root / ".lock"
+  with open(lock, "a+") as f:
+    deadline, told = time.monotonic() + timeout_s, False
+    while True:
+      try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+      except BlockingIOError:
+        holder = lock.read_text().strip() or "another process"
+        if time.monotonic() >= deadline:
+          raise CatalogueError(f"{root}: {holder} is writing this catalogue; gave up waiting "
+                               f"after {timeout_s:g} s") from None
+        if not told:
+          from absl import logging  # pylint: disable=g-import-not-at-top
+          logging.warning("%s: %s is writing this catalogue; waiting (up to %g s)", root, holder,
+                          timeout_s)
+          told = True
+        time.sleep(0.2)
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
+    f.flush()
     try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      raise CatalogueError(f"{root}: another process is writing this catalogue") from None
-    yield
+      yield
+    finally:
+      f.seek(0)
+      f.truncate()
+      f.flush()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -340,12 +372,30 @@ def create(root: str | os.PathLike, model_identity: str, model_source: str, dim:
 
 
 def update(catalogue: Catalogue, add: Iterable[tuple[dict, np.ndarray]] = (),
-           remove: Sequence[int] = (), manifest_changes: dict | None = None) -> Catalogue:
-  """New generation = live tracks minus `remove` (ids) plus `add`; returns the new view."""
+           remove: Sequence[int] = (), manifest_changes: dict | None = None,
+           already_present: list[dict] | None = None) -> Catalogue:
+  """New generation = live tracks minus `remove` (ids) plus `add`; returns the new view.
+
+  Content hashes are checked against the catalogue as it is when the write starts (another
+  writer may have added the same file since `catalogue` was read): a track already present,
+  or given twice, is not added again; its fields are appended to `already_present`.
+  """
   with _writer_lock(catalogue.root):
     fresh = Catalogue(catalogue.root)  # another writer may have published meanwhile
-    keep = [t for t in fresh.tracks if t.id not in set(remove)]
+    removed = set(remove)
+    keep = [t for t in fresh.tracks if t.id not in removed]
+    present = {t.sha1 for t in keep}
+
+    def new_only():
+      for fields, fingerprints in add:
+        if fields["sha1"] in present:
+          if already_present is not None:
+            already_present.append(fields)
+          continue
+        present.add(fields["sha1"])
+        yield fields, fingerprints
+
     manifest = dict(fresh.manifest, **(manifest_changes or {}))
-    write_generation(fresh.root, manifest, keep, fresh.matrix, add,
+    write_generation(fresh.root, manifest, keep, fresh.matrix, new_only(),
                      fresh.generation / "tracks.sqlite")
   return Catalogue(catalogue.root)

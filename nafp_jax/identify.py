@@ -94,7 +94,14 @@ def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
 
   added = list(new_tracks())  # fingerprint first, then one short atomic write
   if added:
-    cat = catalogue_lib.update(cat, add=added)
+    meanwhile: list[dict] = []
+    cat = catalogue_lib.update(cat, add=added, already_present=meanwhile)
+    # Added by another writer after this run read the catalogue: kept once, reported as present.
+    for fields in meanwhile:
+      path = next(p for p in report.added if str(Path(p).resolve()) == fields["path"])
+      report.added.remove(path)
+      report.audio_seconds -= fields["duration"]
+      report.duplicates.append((path, f"{fields['name']}, added meanwhile by another writer"))
   report.wall_seconds = time.time() - start
   if report.skipped:
     logging.warning("Skipped %d unusable file(s).", len(report.skipped))

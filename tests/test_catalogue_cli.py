@@ -310,3 +310,55 @@ def test_export_model_float16(tmp_path, model_dir, capsys):
   assert half.identity != full.identity  # rounded weights are another model
   code, _, err = _run(capsys, "export-model", model_dir, "--out", tmp_path / "m16")
   assert code == 1 and "already exists" in err
+
+
+def test_second_writer_keeps_its_other_tracks(tmp_path, model_dir, music):
+  """Two writers adding the same file: the one that writes second skips it (it is present by
+  then) and keeps everything else it fingerprinted (it used to die on a UNIQUE constraint)."""
+  from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
+  fingerprinter = Fingerprinter(load_encoder(model_dir), batch_size=16)
+  db = tmp_path / "cat"
+  catalogue_lib.create(db, fingerprinter.bundle.identity, "test", 128)
+  stale = catalogue_lib.Catalogue(db)  # the second writer read the catalogue here...
+  index_files(catalogue_lib.Catalogue(db), fingerprinter, [music / "song0.wav"], progress=False)
+  cat, report = index_files(stale, fingerprinter, [music / "song0.wav", music / "song1.wav"],
+                            progress=False)  # ...and writes after the first one published
+  assert sorted(t.name for t in cat.tracks) == ["song0.wav", "song1.wav"]
+  assert report.added == [str(music / "song1.wav")]
+  assert report.duplicates == [(str(music / "song0.wav"),
+                                "song0.wav, added meanwhile by another writer")]
+  assert cat.matrix.shape[0] == cat.counts.sum()
+
+
+def test_a_writer_waits_for_the_lock_and_says_who_holds_it(tmp_path, model_dir, music, caplog):
+  import threading  # pylint: disable=g-import-not-at-top
+  fingerprinter = Fingerprinter(load_encoder(model_dir), batch_size=16)
+  db = tmp_path / "cat"
+  cat = catalogue_lib.create(db, fingerprinter.bundle.identity, "test", 128)
+  fields = {"name": "song0.wav", "path": str(music / "song0.wav"), "duration": 8.0, "sha1": "x"}
+  holding, release = threading.Event(), threading.Event()
+
+  def other_writer():
+    with catalogue_lib._writer_lock(db):  # pylint: disable=protected-access
+      holding.set()
+      release.wait(10)
+
+  thread = threading.Thread(target=other_writer)
+  thread.start()
+  holding.wait(10)
+  threading.Timer(1.0, release.set).start()
+  with caplog.at_level("WARNING"):
+    cat = catalogue_lib.update(cat, add=[(fields, np.eye(3, 128, dtype=np.float32))])
+  thread.join()
+  assert "is writing this catalogue; waiting" in caplog.text and "pid" in caplog.text
+  assert [t.name for t in cat.tracks] == ["song0.wav"]
+  release.clear()
+  holding.clear()
+  thread = threading.Thread(target=other_writer)
+  thread.start()
+  holding.wait(10)
+  with pytest.raises(catalogue_lib.CatalogueError, match="gave up waiting after 0.5 s"):
+    with catalogue_lib._writer_lock(db, timeout_s=0.5):  # pylint: disable=protected-access
+      pass
+  release.set()
+  thread.join()
