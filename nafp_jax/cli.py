@@ -3,6 +3,7 @@
   nafp index DIR_OR_FILE... --db CAT [--model M] [--storage float32|float16|int8]
   nafp query CLIP... --db CAT [--top K] [--json]
   nafp list --db CAT [--json]          nafp remove TRACK... --db CAT
+  nafp check --db CAT                  (verify every file and fingerprint)
   nafp calibrate NEGATIVE_AUDIO... --db CAT [--fpr 0.01]
   nafp export DIR... --out EXPORT [--process-index I --process-count P];  nafp import EXPORT --db CAT
   nafp eval --db CAT [--db CAT2 ...] [--queries N] [--clips DIR --truth TSV]
@@ -141,7 +142,7 @@ def cmd_query(args) -> int:
       continue
     results.append(result)
   if args.json:
-    print(json.dumps([_result_json(cat, r) for r in results], indent=2))
+    print(json.dumps([_result_json(cat, r) for r in results], indent=2, allow_nan=False))
   else:
     for r in results:
       _print_result(cat, r)
@@ -187,6 +188,20 @@ def cmd_list(args) -> int:
   for t in cat.tracks:
     print(f"{t.id:>6}  {_clock(t.duration):>9}  {t.row_count:>7} fp  {t.sha1[:10]}  {t.name}")
   return 0
+
+
+def cmd_check(args) -> int:
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  cat, problems = catalogue_lib.verify(args.db)
+  for problem in problems:
+    print(f"problem: {problem}")
+  if cat is not None:
+    checked = len(cat.manifest.get("files", {}))
+    print(f"{cat.root}: {cat.manifest['num_tracks']} tracks, {cat.manifest['num_rows']} "
+          f"fingerprints, {checked} file checksum(s) verified: "
+          f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
+  return 1 if problems and (cat is None or any(not p.startswith((".gen-tmp-", "no checksums"))
+                                               for p in problems)) else 0
 
 
 def cmd_remove(args) -> int:
@@ -290,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = add("list", cmd_list, "List the tracks of a catalogue.")
   p.add_argument("--json", action="store_true")
+
+  add("check", cmd_check, "Verify a whole catalogue: checksums of its files, every "
+      "fingerprint, the track table, the searcher; exit 1 on damage.")
 
   p = add("remove", cmd_remove, "Remove tracks (by id, name, path or content hash).")
   p.add_argument("tracks", nargs="+")

@@ -138,6 +138,12 @@ def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: n
   matches = subsequence_search(queries, cat.neighbor_index(backend), cat.matrix, cat.starts,
                                cat.counts, k=k, top=top)
   threshold = cat.threshold if threshold is None else threshold
+  damaged = next((m for m in matches if not np.isfinite(m.score)), None)
+  if damaged is not None:
+    raise catalogue_lib.CatalogueError(
+        f"{cat.root}: damaged fingerprint matrix: a non-finite similarity with track "
+        f"{cat.tracks[damaged.track].name!r}; no answer is given. `nafp check --db {cat.root}` "
+        "verifies the catalogue; re-index the damaged tracks")
   if not matches:
     return Identification(name, duration, [], False, "no candidate")
   if threshold is not None and matches[0].score < threshold:

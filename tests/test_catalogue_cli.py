@@ -362,3 +362,34 @@ def test_a_writer_waits_for_the_lock_and_says_who_holds_it(tmp_path, model_dir, 
       pass
   release.set()
   thread.join()
+
+
+def test_damaged_matrix_is_detected_and_never_matches(tmp_path, model_dir, music, capsys):
+  """Random bytes over one track's rows: `nafp check` names the damage, and a query is refused
+  with a message instead of matching that track with score NaN (and printing NaN as JSON)."""
+  db = tmp_path / "cat"
+  _run(capsys, "index", music / "song0.wav", music / "song1.wav", "--db", db, "--model",
+       model_dir, "--quiet")
+  code, out, _ = _run(capsys, "check", "--db", db)
+  assert code == 0 and "OK" in out and "checksum(s) verified" in out
+  cat = catalogue_lib.Catalogue(db)
+  path = cat.generation / "fingerprints.npy"
+  header = len(path.read_bytes()) - cat.matrix.shape[0] * 128 * 4
+  track = cat.tracks[1]
+  with open(path, "r+b") as f:
+    f.seek(header + track.first_row * 128 * 4)
+    f.write(np.random.default_rng(0).bytes(track.row_count * 128 * 4))
+  code, out, _ = _run(capsys, "check", "--db", db)
+  assert code == 1
+  assert "fingerprints.npy: its content differs from the checksum" in out
+  assert "not finite unit vectors" in out and track.name in out
+  code, out, err = _run(capsys, "query", music / "song0.wav", "--db", db, "--model", model_dir,
+                        "--json", "--backend", "exact")
+  assert "NaN" not in out
+  assert code == 1  # the NaN rows come up among the exact search's candidates
+  assert "damaged fingerprint matrix" in err and "nafp check" in err
+  # A truncated matrix is caught when the catalogue is opened.
+  with open(path, "r+b") as f:
+    f.truncate(header + 128 * 4)
+  code, _, err = _run(capsys, "list", "--db", db)
+  assert code == 1 and "damaged catalogue: fingerprints.npy is" in err
