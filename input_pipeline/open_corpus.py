@@ -21,7 +21,7 @@ import argparse
 import dataclasses
 import io
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 import re
 import shutil
 import subprocess
@@ -136,6 +136,15 @@ def _licence(text: str) -> str:
   return "; ".join(found)[:200] or "see copyright"
 
 
+def safe_member_name(name: str) -> str | None:
+  """An archive member's name as a relative path inside the output folder, or None for one
+  that would land outside it (absolute, or with a '..' part)."""
+  path = PurePosixPath(name)
+  if path.is_absolute() or ".." in path.parts or "\\" in name:
+    return None
+  return path.as_posix()
+
+
 def _extract(deb: Path, rules: list[Rule], out: Path) -> tuple[list[tuple[Path, str]], str]:
   """Stream the package's data tar; write selected audio under out/<split>/. (path, split) list."""
   written, licence = [], "see copyright"
@@ -144,7 +153,11 @@ def _extract(deb: Path, rules: list[Rule], out: Path) -> tuple[list[tuple[Path, 
     for member in tar:
       if not member.isfile():
         continue
-      name = member.name.lstrip("./")
+      name = safe_member_name(member.name[2:] if member.name.startswith("./") else member.name)
+      if name is None:
+        print(f"{deb}: skipping archive member with an unsafe name {member.name!r}",
+              file=sys.stderr)
+        continue
       if name.endswith("/copyright") and "/doc/" in name:
         licence = _licence(tar.extractfile(member).read().decode("utf-8", "replace"))
         continue
@@ -156,6 +169,10 @@ def _extract(deb: Path, rules: list[Rule], out: Path) -> tuple[list[tuple[Path, 
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
           for inner in archive.namelist():
             if audio_io.is_audio_path(inner):
+              if safe_member_name(inner) is None:
+                print(f"{deb}: skipping {name} member with an unsafe name {inner!r}",
+                      file=sys.stderr)
+                continue
               target = out / rule.split / name / inner
               target.parent.mkdir(parents=True, exist_ok=True)
               target.write_bytes(archive.read(inner))

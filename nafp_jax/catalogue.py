@@ -121,7 +121,9 @@ class Catalogue:
       stored = (np.load(self.generation / "fingerprints.npy", mmap_mode="r") if n_rows
                 else np.zeros((0, self.manifest["dim"]), STORAGE_DTYPES[self.storage]))
     except (OSError, ValueError) as e:
-      raise CatalogueError(f"{self.root}: damaged fingerprint matrix ({e})") from None
+      # numpy names a bad header "pickled data" and suggests allow_pickle: never do that here.
+      why = "not a valid .npy matrix" if "pickle" in str(e).lower() else str(e)
+      raise CatalogueError(f"{self.root}: damaged fingerprint matrix ({why})") from None
     if stored.shape != (n_rows, self.manifest["dim"]):
       raise CatalogueError(f"{self.root}: damaged catalogue, matrix {stored.shape} but manifest "
                            f"says {n_rows} rows")
@@ -246,6 +248,19 @@ def _writer_lock(root: Path, timeout_s: float | None = None) -> Iterator[None]:
       f.flush()
 
 
+def _umask() -> int:
+  """The process's umask, read without changing it where the system tells it (Linux)."""
+  try:
+    for line in Path("/proc/self/status").read_text().splitlines():
+      if line.startswith("Umask:"):
+        return int(line.split()[1], 8)
+  except OSError:
+    pass
+  mask = os.umask(0o022)  # elsewhere: set and restore at once
+  os.umask(mask)
+  return mask
+
+
 def _fsync_dir(path: Path) -> None:
   fd = os.open(path, os.O_RDONLY)
   try:
@@ -298,6 +313,7 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
   storage, dim = manifest["storage"], manifest["dim"]
   tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=root))
   try:
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; others may need to read it
     db_path = tmp / "tracks.sqlite"
     if previous_db is not None:
       shutil.copyfile(previous_db, db_path)

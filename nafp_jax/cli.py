@@ -130,22 +130,25 @@ def cmd_query(args) -> int:
   from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
   from nafp_jax.identify import identify  # pylint: disable=g-import-not-at-top
   cat, fingerprinter = _load(args)
-  results, failed = [], 0
+  results, failed = [], 0  # one entry per clip, in input order: a result or an error
   for clip in args.clips:
     try:
       wave = audio_io.load_audio(clip, allow_silent=True)
-      result = identify(cat, fingerprinter, wave, str(clip), top=args.top, k=args.k,
-                        phases=args.phases, backend=args.backend)
+      results.append(identify(cat, fingerprinter, wave, str(clip), top=args.top, k=args.k,
+                              phases=args.phases, backend=args.backend))
     except (audio_io.AudioDecodeError, ValueError) as e:
-      print(f"error: {e}", file=sys.stderr)
+      message = str(e) if str(clip) in str(e) else f"{clip}: {e}"
+      results.append({"query": str(clip), "error": message})
       failed += 1
-      continue
-    results.append(result)
   if args.json:
-    print(json.dumps([_result_json(cat, r) for r in results], indent=2, allow_nan=False))
+    print(json.dumps([r if isinstance(r, dict) else _result_json(cat, r) for r in results],
+                     indent=2, allow_nan=False))
   else:
     for r in results:
-      _print_result(cat, r)
+      if isinstance(r, dict):
+        print(f"error: {r['error']}", file=sys.stderr)
+      else:
+        _print_result(cat, r)
   return 1 if failed else 0
 
 
@@ -167,7 +170,13 @@ def _print_result(cat, r) -> None:
     print(f"  {'rank':>4}  {'score':>6}  {'votes':>5}  {'time':>9}  track")
     for i, m in enumerate(r.matches):
       t = cat.tracks[m.track]
-      print(f"  {i + 1:>4}  {m.score:6.3f}  {m.votes:>5}  {_clock(m.timestamp_s):>9}  {t.name}")
+      print(f"  {i + 1:>4}  {m.score:6.3f}  {m.votes:>5}  {_clock(m.timestamp_s):>9}  "
+            f"{printable(t.name)}")
+
+
+def printable(name: str) -> str:
+  """A track name for a one-line table: control characters (newlines, escapes) escaped."""
+  return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in name)
 
 
 def _clock(seconds: float) -> str:
@@ -186,7 +195,8 @@ def cmd_list(args) -> int:
   print(f"{cat.root}: {m['num_tracks']} tracks, {m['num_rows']} fingerprints ({m['storage']}), "
         f"model {m['model_identity'][:12]}, threshold {m['threshold']}")
   for t in cat.tracks:
-    print(f"{t.id:>6}  {_clock(t.duration):>9}  {t.row_count:>7} fp  {t.sha1[:10]}  {t.name}")
+    print(f"{t.id:>6}  {_clock(t.duration):>9}  {t.row_count:>7} fp  {t.sha1[:10]}  "
+          f"{printable(t.name)}")
   return 0
 
 

@@ -115,7 +115,14 @@ def test_bad_queries_and_catalogues(tmp_path, model_dir, music, capsys):
   short = tmp_path / "short.wav"
   sf.write(short, np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1, 16000)
   code, _, err = _run(capsys, "query", short, "--db", db, "--model", model_dir)
-  assert code == 1 and "shorter than one fingerprint" in err
+  assert code == 1 and "shorter than one fingerprint" in err and str(short) in err
+  # In a batch every clip has its entry, in input order, the failed one with its error.
+  code, out, _ = _run(capsys, "query", silence, short, music / "song0.wav", "--db", db, "--model",
+                      model_dir, "--json")
+  entries = json.loads(out)
+  assert code == 1 and [e["query"] for e in entries] == [str(silence), str(short),
+                                                          str(music / "song0.wav")]
+  assert "shorter than one fingerprint" in entries[1]["error"] and entries[2]["match"] is True
   code, _, err = _run(capsys, "query", short, "--db", tmp_path / "nowhere", "--model", model_dir)
   assert code == 1 and "does not exist" in err
   (db / "CURRENT").write_text("gen-99999999\n")
@@ -393,3 +400,33 @@ def test_damaged_matrix_is_detected_and_never_matches(tmp_path, model_dir, music
     f.truncate(header + 128 * 4)
   code, _, err = _run(capsys, "list", "--db", db)
   assert code == 1 and "damaged catalogue: fingerprints.npy is" in err
+
+
+def test_list_escapes_control_characters_in_names(tmp_path, model_dir, music, capsys):
+  odd = tmp_path / "odd"
+  odd.mkdir()
+  (odd / "two\nlines\x1b[31m.wav").write_bytes((music / "song0.wav").read_bytes())
+  _run(capsys, "index", odd, "--db", tmp_path / "cat", "--model", model_dir, "--quiet")
+  code, out, _ = _run(capsys, "list", "--db", tmp_path / "cat")
+  assert code == 0 and "two\\nlines\\x1b[31m.wav" in out and "\x1b" not in out
+  assert len(out.strip().splitlines()) == 2  # the header and one line for the track
+
+
+def test_generation_folders_follow_the_umask(tmp_path, model_dir):
+  import os  # pylint: disable=g-import-not-at-top
+  old = os.umask(0o022)
+  try:
+    cat = catalogue_lib.create(tmp_path / "cat", "m", "test", 128)
+  finally:
+    os.umask(old)
+  assert cat.generation.stat().st_mode & 0o777 == 0o755  # was 0700 whatever the umask
+
+
+def test_damaged_matrix_header_says_so_without_pickles(tmp_path, model_dir, music, capsys):
+  db = tmp_path / "cat"
+  _run(capsys, "index", music / "song0.wav", "--db", db, "--model", model_dir, "--quiet")
+  path = catalogue_lib.Catalogue(db).generation / "fingerprints.npy"
+  with open(path, "r+b") as f:
+    f.write(b"garbage!!!")
+  code, _, err = _run(capsys, "list", "--db", db)
+  assert code == 1 and "damaged fingerprint matrix" in err and "pickle" not in err.lower()

@@ -109,3 +109,12 @@ def test_interrupted_package_is_not_trusted(tmp_path, monkeypatch):
   assert len((root / "manifest.tsv").read_text().splitlines()) == 2
   assert np.isclose(float((root / "manifest.tsv").read_text().splitlines()[1].split("\t")[3]), 21,
                     atol=0.1)
+
+
+def test_archive_members_that_would_land_outside_are_refused():
+  from input_pipeline.open_corpus import safe_member_name  # pylint: disable=g-import-not-at-top
+  assert safe_member_name("usr/share/game/music/a.ogg") == "usr/share/game/music/a.ogg"
+  assert safe_member_name("music/./b.ogg") == "music/b.ogg"
+  for bad in ("/etc/passwd.ogg", "../escape.ogg", "music/../../escape.ogg", "..",
+              "music\\\\..\\\\x.ogg"):
+    assert safe_member_name(bad) is None, bad
