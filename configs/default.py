@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 256          # global number of (anchor, positive) pairs
   config.num_train_steps = 100_000
   config.seed = 0
+  # Start a new run from the parameters of an exported model or workdir ('' = from scratch).
+  config.init_from = ""
 
   config.data = ml_collections.ConfigDict(dict(
       tracks="synthetic:64x30",

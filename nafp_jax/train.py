@@ -204,6 +204,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       raise ValueError(f"{workdir}: checkpoint was written by {len(positions)} processes, "
                        f"this run has {jax.process_count()}")
     logging.info("Resumed from step %d (data position %s)", int(state.step), positions)
+  elif config.get("init_from"):
+    state = warm_start(state, config, replicated)
   start_step = int(state.step)
 
   train_source, eval_source = create_pair_sources(config)
@@ -310,6 +312,33 @@ class _StopRequest:
     finally:
       for s, handler in previous.items():
         signal.signal(s, handler)
+
+
+def warm_start(state: TrainState, config: ml_collections.ConfigDict,
+               target_sharding: jax.sharding.Sharding) -> TrainState:
+  """A new run's state with the parameters and BatchNorm statistics of `config.init_from`
+  (an exported model folder or a workdir), e.g. the committed shipped model when a long
+  run's workdir is lost.  Step, optimizer state and data position start afresh; the model
+  section of both configs must agree (another architecture is refused, naming the keys)."""
+  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  bundle = load_encoder(config.init_from)
+  import json  # pylint: disable=g-import-not-at-top
+  as_json = lambda c: json.loads(json.dumps(c.to_dict(), default=list))  # tuples as lists
+  mine, theirs = as_json(config.model), as_json(bundle.config.model)
+  differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+  if differ:
+    raise ValueError(f"--config.init_from={config.init_from}: its model differs in "
+                     f"{', '.join(f'model.{k}' for k in differ)}; warm-start only the same model")
+  params = jax.tree.map(lambda new, old: jnp.asarray(old, new.dtype), state.params,
+                        bundle.variables["params"])
+  stats = state.batch_stats
+  if state.batch_stats:
+    stats = jax.tree.map(lambda new, old: jnp.asarray(old, new.dtype), state.batch_stats,
+                         bundle.variables["batch_stats"])
+  logging.warning("Warm start: parameters and BatchNorm statistics from %s (%s); step, "
+                  "optimizer state and data position start afresh", config.init_from,
+                  bundle.source)
+  return jax.device_put(state.replace(params=params, batch_stats=stats), target_sharding)
 
 
 def schedule_horizon(config: ml_collections.ConfigDict, workdir: str, resuming: bool) -> int:

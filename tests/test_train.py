@@ -171,3 +171,23 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, stop):
   # Every checkpoint folder left is a finished one (no temporary half-written save).
   left = [p.name for p in (workdir / "checkpoints").iterdir()]
   assert left and all(name.isdigit() for name in left), left
+
+
+def test_warm_start_from_an_exported_model(tmp_path):
+  """A new run can start from a committed model's weights (when a long run's workdir is
+  lost): step 0, the model's parameters; another architecture is refused."""
+  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  trained = train.train_and_evaluate(_config(num_train_steps=2), str(tmp_path / "a"))
+  exported = load_encoder(tmp_path / "a").save(tmp_path / "model", dtype="float32")
+  config = _config(num_train_steps=1)
+  config.init_from = str(exported)
+  config.optimizer.learning_rate = 1e-12  # one step that moves nothing measurable
+  warm = train.train_and_evaluate(config, str(tmp_path / "b"))
+  assert int(warm.step) == 1
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), _params(trained),
+               _params(warm))
+  other = _config(num_train_steps=1)
+  other.init_from = str(exported)
+  other.model.widths = (4, 4, 8, 8, 16, 32, 128)
+  with pytest.raises(ValueError, match="model.widths"):
+    train.train_and_evaluate(other, str(tmp_path / "c"))
