@@ -23,6 +23,9 @@ import orbax.checkpoint as ocp
 RESUMABLE_KEYS = frozenset({
     "num_train_steps", "log_every_steps", "eval_every_steps", "num_eval_batches",
     "checkpoint_every_steps", "max_checkpoints_to_keep", "data.data_dir",
+    # Used only when a run starts (a resumed run takes its state from the checkpoint), so a
+    # workdir recorded before the key existed resumes too.
+    "init_from",
 })
 _CONFIG_FILE = "config.json"
 

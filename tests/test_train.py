@@ -191,3 +191,12 @@ def test_warm_start_from_an_exported_model(tmp_path):
   other.model.widths = (4, 4, 8, 8, 16, 32, 128)
   with pytest.raises(ValueError, match="model.widths"):
     train.train_and_evaluate(other, str(tmp_path / "c"))
+
+
+def test_a_workdir_recorded_before_init_from_existed_resumes(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  train.train_and_evaluate(_config(num_train_steps=1), str(tmp_path))
+  recorded = json.loads((tmp_path / "config.json").read_text())
+  del recorded["init_from"]
+  (tmp_path / "config.json").write_text(json.dumps(recorded))
+  assert int(train.train_and_evaluate(_config(num_train_steps=2), str(tmp_path)).step) == 2
