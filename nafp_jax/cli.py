@@ -201,8 +201,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_check(args) -> int:
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
-  cat, problems = catalogue_lib.verify(args.db)
+  from nafp_jax.catalogue_check import verify  # pylint: disable=g-import-not-at-top
+  cat, problems = verify(args.db)
   for problem in problems:
     print(f"problem: {problem}")
   if cat is not None:
