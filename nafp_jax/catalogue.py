@@ -3,7 +3,7 @@
 Layout of CAT/:
   CURRENT                 name of the live generation (replaced atomically)
   gen-00000007/
-    manifest.json         format, model identity, storage, row/track counts, threshold,
+    manifest.json         format, model identity, storage, row/track counts, no-match threshold,
                           and the size and SHA-256 of every other file of the generation
     tracks.sqlite         track table: id, name, path, duration, first_row, row_count, sha1
     fingerprints.npy      every fingerprint, sequentially (float32 | float16 | int8)
@@ -28,6 +28,8 @@ import tempfile
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+
+from nafp_jax.no_match import NoMatchThreshold
 
 FORMAT = "nafp-catalogue"
 FORMAT_VERSION = 1
@@ -160,8 +162,10 @@ class Catalogue:
     return self.manifest["storage"]
 
   @property
-  def threshold(self) -> float | None:
-    return self.manifest.get("threshold")
+  def threshold(self) -> NoMatchThreshold | None:
+    """The no-match threshold in force (nafp_jax/no_match.py), or None: every best match counts."""
+    return NoMatchThreshold.from_json(self.manifest.get("threshold"),
+                                      self.manifest.get("threshold_fpr"))
 
   @property
   def fingerprint_version(self) -> int:
@@ -401,8 +405,11 @@ def file_digests(generation: Path) -> dict[str, dict]:
 
 
 def create(root: str | os.PathLike, model_identity: str, model_source: str, dim: int,
-           storage: str = "float32") -> Catalogue:
-  """Create an empty catalogue (refuses to touch an existing non-catalogue folder)."""
+           storage: str = "float32", threshold: NoMatchThreshold | None = None) -> Catalogue:
+  """Create an empty catalogue (refuses to touch an existing non-catalogue folder).
+
+  `threshold` is its initial no-match threshold: the model's default, normally.
+  """
   root = Path(root).expanduser()
   if storage not in STORAGE_DTYPES:
     raise ValueError(f"unknown storage {storage!r}; one of {sorted(STORAGE_DTYPES)}")
@@ -410,8 +417,9 @@ def create(root: str | os.PathLike, model_identity: str, model_source: str, dim:
     raise CatalogueError(f"{root}: exists and is not an empty folder or a catalogue")
   manifest = {"format": FORMAT, "version": FORMAT_VERSION, "model_identity": model_identity,
               "fingerprint_version": FINGERPRINT_VERSION,
-              "model_source": model_source, "dim": dim, "storage": storage, "threshold": None,
-              "threshold_fpr": None, "generation": 0}
+              "model_source": model_source, "dim": dim, "storage": storage,
+              "threshold": threshold.to_json() if threshold else None,
+              "threshold_fpr": threshold.fpr if threshold else None, "generation": 0}
   with _writer_lock(root):
     write_generation(root, manifest, [], None, [], None)
   return Catalogue(root)

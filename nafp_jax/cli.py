@@ -24,6 +24,28 @@ from nafp_jax.shipped_model import model_path
 
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+  """Descriptions as written (paragraphs kept); every option's default, where it has one."""
+
+  def _get_help_string(self, action):
+    help_text = action.help or ""
+    if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in help_text:
+      help_text += " (default: %(default)s)"
+    return help_text
+
+
+QUERY_HELP = """Identify clips: which catalogue track each is from, and where in it.
+
+The score of a match is the mean cosine similarity of the clip's fingerprints with the
+track's, aligned in time: 1 is identical; true matches of clean clips score about 0.9-1,
+of noisy or reverberant ones less; clips of music that is not in the catalogue score
+about 0.3-0.8, higher for shorter clips. A clip is a MATCH when its best score reaches the
+catalogue's no-match threshold for its length. A new catalogue starts with the model's
+default threshold (1% false positives on unknown music, measured when the model was made);
+run `nafp calibrate` with audio of your own that is not in the catalogue to replace it.
+Scores are comparable only between clips of equal length."""
+
+
 def _load(args, need_catalogue: bool = True):
   from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
@@ -48,7 +70,7 @@ def _check_spread(fingerprinter, args) -> None:
 
 
 def cmd_index(args) -> int:
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax import catalogue as catalogue_lib, no_match  # pylint: disable=g-import-not-at-top
   from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
   db = Path(args.db).expanduser()
   _, fingerprinter = _load(args, need_catalogue=False)
@@ -58,8 +80,16 @@ def cmd_index(args) -> int:
       raise catalogue_lib.CatalogueError(f"{db}: stores {cat.storage}, not {args.storage}")
   else:
     _check_spread(fingerprinter, args)  # an existing catalogue's model was checked at creation
+    default = no_match.read_model_default(model_path(args.model))
     cat = catalogue_lib.create(db, fingerprinter.bundle.identity, fingerprinter.bundle.source,
-                               fingerprinter.dim, args.storage or "float32")
+                               fingerprinter.dim, args.storage or "float32", default)
+    if default is None:
+      print(f"warning: the model has no default no-match threshold, so every query of {db} "
+            "will be answered MATCH with its best track until you run `nafp calibrate --db "
+            f"{db}` (or `nafp calibrate-model` on the model)", file=sys.stderr)
+    else:
+      print(f"no-match threshold: {default.describe()}; `nafp calibrate` replaces it with one "
+            "measured for this catalogue")
   cat, report = index_files(cat, fingerprinter, args.inputs, progress=not args.quiet)
   for path, same in report.duplicates:
     print(f"{path}: already indexed (same content as {same}); nothing to do")
@@ -94,6 +124,16 @@ def cmd_export_model(args) -> int:
   size = sum(p.stat().st_size for p in Path(folder).iterdir())
   print(f"exported {bundle.source} as {args.dtype} to {folder} ({size / 1e6:.2f} MB); "
         f"identity {load_encoder(folder).identity[:12]}")
+  if args.calibration_audio:
+    from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
+    threshold = calibration.calibrate_model_default(Fingerprinter(load_encoder(folder)),
+                                                    args.calibration_audio)
+    no_match.write_model_default(folder, threshold)
+    _print_threshold(threshold)
+  else:
+    print(f"warning: {folder} has no default no-match threshold (no --calibration-audio): "
+          "catalogues built with it answer MATCH for anything until calibrated; "
+          f"`nafp calibrate-model {folder} MUSIC_FOLDER` adds one", file=sys.stderr)
   return 0
 
 
@@ -127,9 +167,12 @@ def cmd_import(args) -> int:
 
 
 def cmd_query(args) -> int:
+  import time  # pylint: disable=g-import-not-at-top
   from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
   from nafp_jax.identify import identify  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
   cat, fingerprinter = _load(args)
+  load_s = time.perf_counter() - start
   results, failed = [], 0  # one entry per clip, in input order: a result or an error
   for clip in args.clips:
     try:
@@ -141,20 +184,30 @@ def cmd_query(args) -> int:
       results.append({"query": str(clip), "error": message})
       failed += 1
   if args.json:
-    print(json.dumps([r if isinstance(r, dict) else _result_json(cat, r) for r in results],
-                     indent=2, allow_nan=False))
+    print(json.dumps([r if isinstance(r, dict) else _result_json(cat, r, load_s)
+                      for r in results], indent=2, allow_nan=False))
   else:
+    if cat.threshold is None:
+      print(f"note: {cat.root} has no no-match threshold: the best track is reported as MATCH "
+            f"whatever its score; `nafp calibrate --db {cat.root}` sets one", file=sys.stderr)
     for r in results:
       if isinstance(r, dict):
         print(f"error: {r['error']}", file=sys.stderr)
       else:
         _print_result(cat, r)
+    print(f"{len(results)} clip(s) in {time.perf_counter() - start:.2f} s (loading model and "
+          f"catalogue {load_s:.2f} s)")
   return 1 if failed else 0
 
 
-def _result_json(cat, r) -> dict:
+def _result_json(cat, r, load_s: float) -> dict:
+  source = cat.threshold
   return {"query": r.query, "duration_s": r.duration_s, "match": r.accepted,
-          "reason": r.reason, "threshold": cat.threshold,
+          "reason": r.reason, "threshold": None if r.threshold is None else round(r.threshold, 5),
+          "threshold_source": source.source if source else None,
+          "threshold_fpr": source.fpr if source else None,
+          "timings_s": {"load": round(load_s, 4),
+                        **{k: round(v, 4) for k, v in r.timings_s.items()}},
           "results": [{"rank": i + 1, "track_id": cat.tracks[m.track].id,
                        "track": cat.tracks[m.track].name, "path": cat.tracks[m.track].path,
                        "timestamp_s": m.timestamp_s, "score": round(m.score, 5),
@@ -166,12 +219,17 @@ def _result_json(cat, r) -> dict:
 def _print_result(cat, r) -> None:
   verdict = "MATCH" if r.accepted else f"no match ({r.reason})"
   print(f"{r.query} ({r.duration_s:.2f} s): {verdict}")
+  if r.threshold is not None and cat.threshold is not None:
+    print(f"  threshold {r.threshold:.3f} for {r.duration_s:.1f} s ({cat.threshold.describe()})")
   if r.matches:
     print(f"  {'rank':>4}  {'score':>6}  {'votes':>5}  {'time':>9}  track")
     for i, m in enumerate(r.matches):
       t = cat.tracks[m.track]
       print(f"  {i + 1:>4}  {m.score:6.3f}  {m.votes:>5}  {_clock(m.timestamp_s):>9}  "
             f"{printable(t.name)}")
+  if r.timings_s:
+    print(f"  {1000 * sum(r.timings_s.values()):.0f} ms (" + ", ".join(
+        f"{k} {1000 * v:.0f} ms" for k, v in r.timings_s.items()) + ")")
 
 
 def printable(name: str) -> str:
@@ -193,7 +251,9 @@ def cmd_list(args) -> int:
     return 0
   m = cat.manifest
   print(f"{cat.root}: {m['num_tracks']} tracks, {m['num_rows']} fingerprints ({m['storage']}), "
-        f"model {m['model_identity'][:12]}, threshold {m['threshold']}")
+        f"model {m['model_identity'][:12]}")
+  print(f"no-match threshold: " + (cat.threshold.describe() if cat.threshold else "none "
+                                   "(every best match counts; `nafp calibrate` sets one)"))
   for t in cat.tracks:
     print(f"{t.id:>6}  {_clock(t.duration):>9}  {t.row_count:>7} fp  {t.sha1[:10]}  "
           f"{printable(t.name)}")
@@ -230,31 +290,58 @@ def cmd_remove(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
-  from nafp_jax.identify import calibrate_threshold, expand_inputs, identify  # pylint: disable=g-import-not-at-top
+  from nafp_jax import calibration, catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
   cat, fingerprinter = _load(args)
-  scores = []
-  for path in expand_inputs(args.negatives):
-    try:
-      wave = audio_io.load_audio(path)
-    except audio_io.AudioDecodeError as e:
-      print(f"skipped {path}: {e.problem}", file=sys.stderr)
-      continue
-    clip = int(args.clip_s * audio_io.TARGET_SR)
-    for start in range(0, max(1, wave.shape[0] - clip + 1), clip):
-      piece = wave[start:start + clip]
-      if piece.shape[0] < 16000:
-        continue
-      r = identify(cat, fingerprinter, piece, threshold=-1.0)
-      if r.matches:
-        scores.append(r.matches[0].score)
-  threshold = calibrate_threshold(scores, args.fpr)
-  catalogue_lib.update(cat, manifest_changes={"threshold": threshold, "threshold_fpr": args.fpr,
-                                              "threshold_negatives": len(scores)})
-  print(f"threshold {threshold:.4f}: rejects all but {args.fpr:.1%} of {len(scores)} "
-        "non-catalogue queries")
+  threshold = calibration.calibrate_catalogue(
+      cat, fingerprinter, args.negatives, args.fpr, args.durations, args.clips,
+      progress=not args.quiet,
+      on_skip=lambda path, problem: print(f"skipped {path}: {problem}", file=sys.stderr))
+  catalogue_lib.update(cat, manifest_changes={"threshold": threshold.to_json(),
+                                              "threshold_fpr": threshold.fpr})
+  _print_threshold(threshold)
   return 0
+
+
+def cmd_calibrate_model(args) -> int:
+  from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
+  _, fingerprinter = _load(args, need_catalogue=False)
+  threshold = calibration.calibrate_model_default(
+      fingerprinter, args.audio, args.fpr, args.durations, args.clips,
+      args.reference_fraction, progress=not args.quiet)
+  path = no_match.write_model_default(args.model, threshold)
+  _print_threshold(threshold)
+  print(f"written to {path}; new catalogues built with this model start with it")
+  return 0
+
+
+def _print_threshold(threshold) -> None:
+  print(f"no-match threshold ({threshold.describe()}):")
+  for d, score, n in zip(threshold.durations_s, threshold.scores, threshold.negatives):
+    print(f"  {d:5.1f} s clips: {score:.4f}  (from {n} non-catalogue clips)")
+
+
+def _add_calibration_options(p: argparse.ArgumentParser) -> None:
+  from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
+  p.add_argument("--fpr", type=float, default=no_match.DEFAULT_FPR,
+                 help="accepted false-positive rate: the fraction of clips of audio not in the "
+                      "catalogue that may still be reported as a match")
+  p.add_argument("--durations", type=_durations,
+                 default=",".join(f"{d:g}" for d in no_match.DEFAULT_DURATIONS_S),
+                 help="query durations to calibrate, seconds, comma-separated (a clip between "
+                      "two gets an interpolated threshold)")
+  p.add_argument("--clips", type=int, default=calibration.DEFAULT_CLIPS_PER_DURATION,
+                 help="clips per duration (more: a steadier threshold, longer calibration)")
+  p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _durations(text: str) -> tuple[float, ...]:
+  try:
+    values = tuple(sorted({float(v) for v in text.split(",") if v.strip()}))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not a comma-separated list of seconds: {text!r}") from None
+  if not values or values[0] < 1.0:
+    raise argparse.ArgumentTypeError(f"durations must be at least 1 s (one fingerprint): {text!r}")
+  return values
 
 
 def _add_allow_collapsed(p: argparse.ArgumentParser) -> None:
@@ -268,8 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", required=True)
 
-  def add(name, func, help_text):
-    p = sub.add_parser(name, help=help_text, description=help_text)
+  def add(name, func, help_text, description=None):
+    p = sub.add_parser(name, help=help_text, description=description or help_text,
+                       formatter_class=HelpFormatter)
     p.set_defaults(func=func)
     p.add_argument("--db", required=True, help="catalogue directory")
     return p
@@ -282,14 +370,18 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   _add_allow_collapsed(p)
 
-  p = add("query", cmd_query, "Identify clips: which track, and where in it.")
+  p = add("query", cmd_query, "Identify clips: which track, and where in it.", QUERY_HELP)
   p.add_argument("clips", nargs="+", help="audio clips (any format, rate, channels)")
-  p.add_argument("--model", help="must be the model the catalogue was built with")
+  p.add_argument("--model", help="must be the model the catalogue was built with (default: "
+                 "the shipped model)")
   p.add_argument("--top", type=int, default=5, help="matches to show per clip")
   p.add_argument("--k", type=int, default=10, help="neighbours per query fingerprint")
   p.add_argument("--phases", type=int, default=10, help="10 ms sub-hop phases to try")
-  p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto")
-  p.add_argument("--json", action="store_true", help="machine-readable output")
+  p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto",
+                 help="neighbour search: exact (brute force), scann, or auto (ScaNN for "
+                      "catalogues of many fingerprints, exact for small ones)")
+  p.add_argument("--json", action="store_true", help="machine-readable output: one entry per "
+                 "clip, in input order, with the threshold applied and timings in seconds")
 
   p = sub.add_parser("export", help="Fingerprint files to sharded .npy files (this process's "
                      "share), for external search or `nafp import`.")
@@ -307,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("model", help="training workdir (or an exported model to convert)")
   p.add_argument("--out", required=True, help="new folder (must not exist)")
   p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+  p.add_argument("--calibration-audio", nargs="+", metavar="FOLDER",
+                 help="music (one sub-folder per source, not evaluation audio) to measure the "
+                      "model's default no-match threshold on, as `nafp calibrate-model` does")
   _add_allow_collapsed(p)
 
   p = add("import", cmd_import, "Build or extend a catalogue from an export folder (all shares).")
@@ -323,11 +418,25 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("tracks", nargs="+")
 
   p = add("calibrate", cmd_calibrate,
-          "Set the no-match threshold from audio that is NOT in the catalogue.")
+          "Replace the catalogue's no-match threshold by one measured on audio that is NOT in "
+          "the catalogue (music of the kind users will query, ideally minutes of it).")
   p.add_argument("negatives", nargs="+", help="audio files/folders not in the catalogue")
   p.add_argument("--model")
-  p.add_argument("--fpr", type=float, default=0.01, help="accepted false-positive rate")
-  p.add_argument("--clip-s", type=float, default=5.0, help="query length cut from negatives")
+  _add_calibration_options(p)
+
+  p = sub.add_parser("calibrate-model", help="Measure a model's default no-match threshold and "
+                     "store it in the model folder.", description=
+                     "Measure a model's default no-match threshold, which every catalogue built "
+                     "with the model starts with. The music given is split by top-level "
+                     "sub-folder into a reference catalogue and held-out clips, so no clip comes "
+                     "from a source in the reference. Do not use evaluation audio.",
+                     formatter_class=HelpFormatter)
+  p.set_defaults(func=cmd_calibrate_model)
+  p.add_argument("model", help="exported model folder (see export-model)")
+  p.add_argument("audio", nargs="+", help="folders of music, one sub-folder per album or source")
+  p.add_argument("--reference-fraction", type=float, default=0.5,
+                 help="share of the sources indexed as the reference catalogue")
+  _add_calibration_options(p)
 
   add_eval_parser(sub)
   return parser

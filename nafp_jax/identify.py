@@ -12,7 +12,7 @@ import dataclasses
 import os
 from pathlib import Path
 import time
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from absl import logging
 import numpy as np
@@ -119,25 +119,39 @@ def display_name(path: Path, inputs: Sequence[str | os.PathLike]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Identification:
-  """Result for one query clip: ranked matches, and whether the best one is accepted."""
+  """Result for one query clip: ranked matches, and whether the best one is accepted.
+
+  `threshold` is the no-match score applied to this clip (None: none in force);
+  `timings_s` holds the seconds spent fingerprinting and searching.
+  """
   query: str
   duration_s: float
   matches: list[Match]
   accepted: bool
   reason: str = ""
+  threshold: float | None = None
+  timings_s: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: np.ndarray,
              name: str = "<clip>", top: int = 5, k: int = 10, phases: int = 10,
              backend: str = "auto", threshold: float | None = None) -> Identification:
-  """Search one 16 kHz mono clip.  Raises QueryTooShortError below 0.96 s."""
+  """Search one 16 kHz mono clip.  Raises QueryTooShortError below 0.96 s.
+
+  `threshold` overrides the catalogue's no-match threshold (-inf: accept any best match).
+  """
   duration = wave.shape[0] / audio_io.TARGET_SR
+  if threshold is None and cat.threshold is not None:
+    threshold = cat.threshold.at(duration)
+  start = time.perf_counter()
   queries = fingerprinter.query_fingerprints(wave, phases)
+  timings = {"fingerprint": time.perf_counter() - start}
   if float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < SILENCE_RMS:
-    return Identification(name, duration, [], False, "silence")
+    return Identification(name, duration, [], False, "silence", threshold, timings)
+  start = time.perf_counter()
   matches = subsequence_search(queries, cat.neighbor_index(backend), cat.matrix, cat.starts,
                                cat.counts, k=k, top=top)
-  threshold = cat.threshold if threshold is None else threshold
+  timings["search"] = time.perf_counter() - start
   damaged = next((m for m in matches if not np.isfinite(m.score)), None)
   if damaged is not None:
     raise catalogue_lib.CatalogueError(
@@ -145,16 +159,9 @@ def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: n
         f"{cat.tracks[damaged.track].name!r}; no answer is given. `nafp check --db {cat.root}` "
         "verifies the catalogue; re-index the damaged tracks")
   if not matches:
-    return Identification(name, duration, [], False, "no candidate")
+    return Identification(name, duration, [], False, "no candidate", threshold, timings)
   if threshold is not None and matches[0].score < threshold:
     return Identification(name, duration, matches, False,
-                          f"best score {matches[0].score:.3f} < threshold {threshold:.3f}")
-  return Identification(name, duration, matches, True)
-
-
-def calibrate_threshold(best_scores: Iterable[float], fpr: float) -> float:
-  """The score that at most a fraction `fpr` of non-catalogue queries exceed."""
-  scores = np.sort(np.asarray(list(best_scores), np.float64))
-  if scores.size == 0:
-    raise ValueError("no negative queries to calibrate on")
-  return float(np.quantile(scores, 1.0 - fpr, method="higher")) + 1e-6
+                          f"best score {matches[0].score:.3f} < threshold {threshold:.3f}",
+                          threshold, timings)
+  return Identification(name, duration, matches, True, "", threshold, timings)

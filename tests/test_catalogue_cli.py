@@ -274,9 +274,9 @@ def test_calibrated_threshold_rejects_unknown_audio(tmp_path, model_dir, music, 
   negatives = tmp_path / "neg"
   synthetic_audio.write_noise(negatives, 3, 12.0, seed=5)
   code, out, _ = _run(capsys, "calibrate", negatives, "--db", db, "--model", model_dir,
-                      "--fpr", 0.0, "--clip-s", 3)
+                      "--fpr", 0.0, "--durations", 3, "--clips", 8, "--quiet")
   assert code == 0 and "threshold" in out
-  assert catalogue_lib.Catalogue(db).threshold is not None
+  assert catalogue_lib.Catalogue(db).threshold.source == "calibrated"
   code, out, _ = _run(capsys, "query", *sorted(negatives.glob("*.wav")), "--db", db, "--model",
                       model_dir, "--json")
   assert [r["match"] for r in json.loads(out)] == [False] * 3
@@ -409,7 +409,7 @@ def test_list_escapes_control_characters_in_names(tmp_path, model_dir, music, ca
   _run(capsys, "index", odd, "--db", tmp_path / "cat", "--model", model_dir, "--quiet")
   code, out, _ = _run(capsys, "list", "--db", tmp_path / "cat")
   assert code == 0 and "two\\nlines\\x1b[31m.wav" in out and "\x1b" not in out
-  assert len(out.strip().splitlines()) == 2  # the header and one line for the track
+  assert len(out.strip().splitlines()) == 3  # the header, the threshold, one line for the track
 
 
 def test_generation_folders_follow_the_umask(tmp_path, model_dir):

@@ -136,7 +136,7 @@ def test_large_int8_catalogue_is_indexed_in_chunks_and_found(tmp_path, monkeypat
   # A change that keeps every row (the threshold) reuses the matrix and searcher, no rebuild.
   monkeypatch.setattr(neighbors.ScannIndex, "build", None)
   cat = catalogue_lib.update(cat, manifest_changes={"threshold": 0.5})
-  assert cat.threshold == 0.5 and cat.matrix.shape[0] == 60_000
+  assert cat.threshold.at(3.0) == 0.5 and cat.matrix.shape[0] == 60_000
   best = subsequence_search(q, cat.neighbor_index("scann"), cat.matrix, cat.starts, cat.counts,
                             k=10, top=1)
   assert best[0].start_row == 30_000 + 1000
