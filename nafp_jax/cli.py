@@ -95,6 +95,8 @@ def cmd_index(args) -> int:
     print(f"{path}: already indexed (same content as {same}); nothing to do")
   for path, problem in report.skipped:
     print(f"skipped {path}: {problem}", file=sys.stderr)
+  for warning in report.warnings:
+    print(f"warning: {warning}", file=sys.stderr)
   hours = report.audio_seconds / 3600
   print(f"added {len(report.added)} track(s), {hours:.3f} h of audio in {report.wall_seconds:.1f} s; "
         f"{len(report.duplicates)} already present; {len(report.skipped)} skipped. "
@@ -194,6 +196,8 @@ def cmd_query(args) -> int:
       if isinstance(r, dict):
         print(f"error: {r['error']}", file=sys.stderr)
       else:
+        for warning in r.warnings:
+          print(f"warning: {warning}", file=sys.stderr)
         _print_result(cat, r)
     print(f"{len(results)} clip(s) in {time.perf_counter() - start:.2f} s (loading model and "
           f"catalogue {load_s:.2f} s)")
@@ -206,6 +210,7 @@ def _result_json(cat, r, load_s: float) -> dict:
           "reason": r.reason, "threshold": None if r.threshold is None else round(r.threshold, 5),
           "threshold_source": source.source if source else None,
           "threshold_fpr": source.fpr if source else None,
+          "warnings": list(r.warnings),
           "timings_s": {"load": round(load_s, 4),
                         **{k: round(v, 4) for k, v in r.timings_s.items()}},
           "results": [{"rank": i + 1, "track_id": cat.tracks[m.track].id,

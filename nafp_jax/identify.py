@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 from pathlib import Path
 import time
@@ -31,6 +32,7 @@ class IndexReport:
   added: list[str] = dataclasses.field(default_factory=list)
   duplicates: list[tuple[str, str]] = dataclasses.field(default_factory=list)
   skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  warnings: list[str] = dataclasses.field(default_factory=list)  # added, but e.g. narrow-band
   audio_seconds: float = 0.0
   wall_seconds: float = 0.0
 
@@ -83,6 +85,10 @@ def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
           report.skipped.append((str(path), "shorter than one fingerprint (0.96 s)"))
           logging.warning("Skipping %s: shorter than one fingerprint (0.96 s)", path)
           continue
+        warning = audio_io.narrowband_warning(wave, str(path))
+        if warning:
+          report.warnings.append(warning)
+          logging.warning("%s", warning)
         known[sha1] = path.name
         report.added.append(str(path))
         report.audio_seconds += wave.shape[0] / audio_io.TARGET_SR
@@ -122,7 +128,8 @@ class Identification:
   """Result for one query clip: ranked matches, and whether the best one is accepted.
 
   `threshold` is the no-match score applied to this clip (None: none in force);
-  `timings_s` holds the seconds spent fingerprinting and searching.
+  `timings_s` holds the seconds spent fingerprinting and searching; `warnings` what
+  makes the answer less reliable than usual (a narrow-band clip).
   """
   query: str
   duration_s: float
@@ -131,6 +138,7 @@ class Identification:
   reason: str = ""
   threshold: float | None = None
   timings_s: dict[str, float] = dataclasses.field(default_factory=dict)
+  warnings: tuple[str, ...] = ()
 
 
 def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: np.ndarray,
@@ -146,8 +154,11 @@ def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: n
   start = time.perf_counter()
   queries = fingerprinter.query_fingerprints(wave, phases)
   timings = {"fingerprint": time.perf_counter() - start}
+  warning = audio_io.narrowband_warning(wave, name)
+  result = functools.partial(Identification, name, duration, threshold=threshold,
+                             timings_s=timings, warnings=(warning,) if warning else ())
   if float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < SILENCE_RMS:
-    return Identification(name, duration, [], False, "silence", threshold, timings)
+    return result([], False, "silence")
   start = time.perf_counter()
   matches = subsequence_search(queries, cat.neighbor_index(backend), cat.matrix, cat.starts,
                                cat.counts, k=k, top=top)
@@ -159,9 +170,8 @@ def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: n
         f"{cat.tracks[damaged.track].name!r}; no answer is given. `nafp check --db {cat.root}` "
         "verifies the catalogue; re-index the damaged tracks")
   if not matches:
-    return Identification(name, duration, [], False, "no candidate", threshold, timings)
+    return result([], False, "no candidate")
   if threshold is not None and matches[0].score < threshold:
-    return Identification(name, duration, matches, False,
-                          f"best score {matches[0].score:.3f} < threshold {threshold:.3f}",
-                          threshold, timings)
-  return Identification(name, duration, matches, True, "", threshold, timings)
+    return result(matches, False,
+                  f"best score {matches[0].score:.3f} < threshold {threshold:.3f}")
+  return result(matches, True)

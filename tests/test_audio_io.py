@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from input_pipeline import audio_io
+from input_pipeline import audio_io, synthetic_audio
 from tests.audio_fixtures import tone, write_bad_files
 
 
@@ -67,3 +67,16 @@ def test_find_audio_files_recursive_and_missing_root(tmp_path):
   assert found == ["a/b/y.FLAC", "a/x.wav", "z.mp3"]
   with pytest.raises(FileNotFoundError, match="does not exist"):
     audio_io.find_audio_files(tmp_path / "missing")
+
+
+def test_narrowband_audio_is_named_and_full_band_audio_is_not(tmp_path):
+  import librosa  # pylint: disable=g-import-not-at-top
+  wave = synthetic_audio.synth_track(np.random.default_rng([42, 0]), 8.0)
+  assert audio_io.bandwidth_hz(wave) > audio_io.NARROWBAND_HZ
+  assert audio_io.narrowband_warning(wave, "full.wav") is None
+  # Stored at 8 kHz (telephone), decoded at 16 kHz: the spectrum ends at 4 kHz.
+  sf.write(tmp_path / "phone.wav", librosa.resample(wave, orig_sr=16000, target_sr=8000), 8000)
+  decoded = audio_io.load_audio(tmp_path / "phone.wav")
+  assert audio_io.bandwidth_hz(decoded) < 4500
+  message = audio_io.narrowband_warning(decoded, str(tmp_path / "phone.wav"))
+  assert "phone.wav" in message and "3.9 kHz" in message

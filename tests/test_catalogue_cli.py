@@ -430,3 +430,22 @@ def test_damaged_matrix_header_says_so_without_pickles(tmp_path, model_dir, musi
     f.write(b"garbage!!!")
   code, _, err = _run(capsys, "list", "--db", db)
   assert code == 1 and "damaged fingerprint matrix" in err and "pickle" not in err.lower()
+
+
+def test_narrowband_files_are_indexed_with_a_warning_and_queries_say_so(
+    tmp_path, model_dir, music, capsys):
+  import librosa  # pylint: disable=g-import-not-at-top
+  wave = sf.read(music / "song0.wav", dtype="float32")[0]
+  phone = tmp_path / "phone.wav"
+  sf.write(phone, librosa.resample(wave, orig_sr=16000, target_sr=8000), 8000)
+  db = tmp_path / "cat"
+  code, _, err = _run(capsys, "index", phone, music / "song1.wav", "--db", db, "--model",
+                      model_dir, "--quiet")
+  assert code == 0 and f"warning: {phone}: audio only up to about 3.9 kHz" in err
+  assert "song1" not in err
+  clip = tmp_path / "clip.wav"
+  sf.write(clip, librosa.resample(wave[:16000 * 3], orig_sr=16000, target_sr=8000), 8000)
+  code, out, err = _run(capsys, "query", clip, music / "song1.wav", "--db", db, "--model",
+                        model_dir, "--json")
+  narrow, full = json.loads(out)
+  assert "kHz" in narrow["warnings"][0] and full["warnings"] == []

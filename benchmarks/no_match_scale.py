@@ -1,0 +1,133 @@
+"""Does a no-match threshold hold when the catalogue grows ten-fold?
+
+  python -m benchmarks.no_match_scale --audio=~/.cache/nafp/open_corpus/train \
+      --noise=~/.cache/nafp/open_corpus/noise --work=~/.cache/nafp/no_match_scale
+
+The music is split by source folder into a reference half and a held-out half
+(calibration.split_by_source, as `nafp calibrate-model` splits it).  Two catalogues are
+built from the reference half: SMALL, every tenth track, and LARGE, all of them (about
+ten times the audio).  The same clips of held-out music (never in either catalogue) are
+searched in both, and positives (clips of LARGE's tracks, clean and with noise at 5 dB
+SNR) in LARGE.  Printed per query duration: the threshold measured on each catalogue,
+the false-positive rate on LARGE of the threshold measured on SMALL (what a user whose
+catalogue grows ten-fold gets), and the share of positives each threshold accepts.
+
+Catalogues are kept under --work, so a rerun only searches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from absl import app, flags
+import numpy as np
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("audio", None, "Music folder(s), one sub-folder per source; not DEV.")
+flags.DEFINE_string("noise", None, "Noise folder for the noisy positives.")
+flags.DEFINE_string("model", "nafp_jax/assets/model", "Exported model folder.")
+flags.DEFINE_string("work", None, "Folder for the two catalogues (reused when present).")
+flags.DEFINE_integer("clips", 300, "Held-out clips per duration.")
+flags.DEFINE_integer("positives", 100, "Positive clips per duration and kind.")
+flags.DEFINE_float("fpr", 0.01, "False-positive rate the thresholds are set at.")
+flags.DEFINE_integer("small_every", 10, "SMALL holds every n-th reference track.")
+flags.mark_flags_as_required(["audio", "noise", "work"])
+
+
+def _catalogue(path: Path, files, fingerprinter):
+  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
+  if (path / "CURRENT").exists():
+    cat = catalogue_lib.Catalogue(path)
+    cat.check_model(fingerprinter.bundle.identity)
+    if len(cat.tracks) == len(files):
+      return cat
+  else:
+    cat = catalogue_lib.create(path, fingerprinter.bundle.identity, fingerprinter.bundle.source,
+                               fingerprinter.dim)
+  cat, report = index_files(cat, fingerprinter, files)
+  print(f"{path.name}: {len(cat.tracks)} tracks, {report.audio_seconds / 3600:.2f} h indexed in "
+        f"{report.wall_seconds:.0f} s")
+  return cat
+
+
+def _positive_scores(cat, fingerprinter, durations, per_duration: int, noise_files,
+                     snr_db: float | None, seed: int) -> dict[float, list[float]]:
+  """Best scores of clips cut from the catalogue's own tracks, when the right track wins."""
+  from input_pipeline import audio_io, distortions  # pylint: disable=g-import-not-at-top
+  from nafp_jax.identify import identify  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  noise = [audio_io.load_audio(p) for p in noise_files]
+  scores: dict[float, list[float]] = {d: [] for d in durations}
+  tracks = rng.choice(len(cat.tracks), per_duration, replace=len(cat.tracks) < per_duration)
+  for t in tracks:
+    wave = audio_io.load_audio(cat.tracks[t].path)
+    for d in durations:
+      n = int(d * audio_io.TARGET_SR)
+      if wave.shape[0] < n:
+        continue
+      start = int(rng.integers(0, wave.shape[0] - n + 1))
+      clip = wave[start:start + n]
+      if snr_db is not None:
+        bed = noise[int(rng.integers(len(noise)))]
+        bed = np.resize(bed, n)  # loops a short noise file
+        clip = distortions.mix_at_snr(clip, bed, snr_db)
+      r = identify(cat, fingerprinter, clip, threshold=-np.inf)
+      if r.matches and r.matches[0].track == t:
+        scores[d].append(r.matches[0].score)
+      elif r.matches:
+        scores[d].append(-np.inf)  # wrong track: never a correct acceptance
+  return scores
+
+
+def main(_):
+  from nafp_jax import cpu_devices  # pylint: disable=g-import-not-at-top
+  cpu_devices.split_cpu_into_devices()
+  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
+  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+
+  fingerprinter = Fingerprinter(load_encoder(Path(FLAGS.model).expanduser()))
+  work = Path(FLAGS.work).expanduser()
+  reference, negatives = calibration.split_by_source(
+      [Path(a).expanduser() for a in FLAGS.audio.split(",")])
+  ranked = sorted(reference, key=lambda p: hashlib.sha1(str(p).encode()).hexdigest())
+  small = sorted(ranked[::FLAGS.small_every])
+  cats = {"small": _catalogue(work / f"small-{fingerprinter.bundle.identity[:12]}", small,
+                              fingerprinter),
+          "large": _catalogue(work / f"large-{fingerprinter.bundle.identity[:12]}", reference,
+                              fingerprinter)}
+  durations = no_match.DEFAULT_DURATIONS_S
+  hours = {k: calibration.catalogue_hours(c) for k, c in cats.items()}
+  neg = {k: calibration.negative_best_scores(c, fingerprinter, negatives, durations,
+                                             FLAGS.clips, seed=0)
+         for k, c in cats.items()}
+  thresholds = {k: no_match.from_negative_scores(s, FLAGS.fpr, "calibrated", hours[k])
+                for k, s in neg.items()}
+  noise_files = audio_io.find_audio_files(Path(FLAGS.noise).expanduser())[:40]
+  pos = {"clean": _positive_scores(cats["large"], fingerprinter, durations, FLAGS.positives,
+                                   noise_files, None, 1),
+         "noise 5 dB": _positive_scores(cats["large"], fingerprinter, durations,
+                                        FLAGS.positives, noise_files, 5.0, 2)}
+
+  print(f"\nSMALL {hours['small']:.2f} h ({len(cats['small'].tracks)} tracks), LARGE "
+        f"{hours['large']:.2f} h ({len(cats['large'].tracks)} tracks); thresholds at "
+        f"{FLAGS.fpr:.1%} FPR; {len(negatives)} held-out files")
+  print("| clip | threshold SMALL | threshold LARGE | FPR on LARGE with SMALL's | FPR on SMALL "
+        "with LARGE's | clean accepted (SMALL's / LARGE's) | noise 5 dB accepted |")
+  print("|---|---|---|---|---|---|---|")
+  for d in durations:
+    ts, tl = thresholds["small"].at(d), thresholds["large"].at(d)
+    fpr_up = np.mean(np.asarray(neg["large"][d]) >= ts)
+    fpr_down = np.mean(np.asarray(neg["small"][d]) >= tl)
+    acc = {k: (np.mean(np.asarray(v[d]) >= ts), np.mean(np.asarray(v[d]) >= tl))
+           for k, v in pos.items()}
+    print(f"| {d:g} s | {ts:.3f} | {tl:.3f} | {fpr_up:.1%} (n={len(neg['large'][d])}) | "
+          f"{fpr_down:.1%} | {acc['clean'][0]:.0%} / {acc['clean'][1]:.0%} | "
+          f"{acc['noise 5 dB'][0]:.0%} / {acc['noise 5 dB'][1]:.0%} |")
+
+
+if __name__ == "__main__":
+  app.run(main)
