@@ -5,6 +5,7 @@
   nafp list --db CAT [--json]          nafp remove TRACK... --db CAT
   nafp check --db CAT                  (verify every file and fingerprint)
   nafp calibrate NEGATIVE_AUDIO... --db CAT [--fpr 0.01]
+  nafp calibrate-model MODEL MUSIC_FOLDER...   (the model's default no-match threshold)
   nafp export DIR... --out EXPORT [--process-index I --process-count P];  nafp import EXPORT --db CAT
   nafp eval --db CAT [--db CAT2 ...] [--queries N] [--clips DIR --truth TSV]
 Exit status: 0 on success, 1 on a user error (message on stderr), 2 on bad usage.
@@ -205,20 +206,10 @@ def cmd_query(args) -> int:
 
 
 def _result_json(cat, r, load_s: float) -> dict:
-  source = cat.threshold
-  return {"query": r.query, "duration_s": r.duration_s, "match": r.accepted,
-          "reason": r.reason, "threshold": None if r.threshold is None else round(r.threshold, 5),
-          "threshold_source": source.source if source else None,
-          "threshold_fpr": source.fpr if source else None,
-          "warnings": list(r.warnings),
-          "timings_s": {"load": round(load_s, 4),
-                        **{k: round(v, 4) for k, v in r.timings_s.items()}},
-          "results": [{"rank": i + 1, "track_id": cat.tracks[m.track].id,
-                       "track": cat.tracks[m.track].name, "path": cat.tracks[m.track].path,
-                       "timestamp_s": m.timestamp_s, "score": round(m.score, 5),
-                       "votes": m.votes, "query_span": list(m.query_span),
-                       "reference_span": list(m.reference_span)}
-                      for i, m in enumerate(r.matches)]}
+  from nafp_jax.identify import result_json  # pylint: disable=g-import-not-at-top
+  entry = result_json(cat, r)
+  entry["timings_s"] = {"load": round(load_s, 4), **entry["timings_s"]}
+  return entry
 
 
 def _print_result(cat, r) -> None:

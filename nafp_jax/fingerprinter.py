@@ -16,6 +16,7 @@ faster there; the embeddings are the same up to float summation order (tests/tes
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -96,24 +97,42 @@ class Fingerprinter:
     Each window is level-normalised as its peak-normalised 0.96 s crop would be (inside
     the jitted encoder call, where XLA fuses it into the first layer).
     """
-    mel = self.log_mel(wave)
-    peak_db = frontend.window_peak_db(wave, start_frames)
-    out = np.zeros((len(start_frames), self.dim), np.float32)
-    pending = []  # (first row, rows, embeddings still being computed)
-    for i in range(0, len(start_frames), self.batch_size):
-      chunk = start_frames[i:i + self.batch_size]
+    return self.embed_window_sets([wave], [start_frames])[0]
+
+  def embed_window_sets(self, waves: Sequence[np.ndarray],
+                        start_frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """`embed_windows` of several waveforms, their windows packed into shared batches
+    (clips that arrive together fill the fixed-shape batches instead of padding them)."""
+    mels = [self.log_mel(w) for w in waves]
+    peaks = [frontend.window_peak_db(w, s) for w, s in zip(waves, start_frames)]
+    owner = np.concatenate([np.full(len(s), i) for i, s in enumerate(start_frames)] + [[]])
+    row = np.concatenate([np.arange(len(s)) for s in start_frames] + [[]])
+    owner, row = owner.astype(np.int64), row.astype(np.int64)
+    outs = [np.zeros((len(s), self.dim), np.float32) for s in start_frames]
+    pending = []  # (first window, windows, embeddings still being computed)
+
+    def collect(first, n, emb):
+      emb = np.asarray(emb)[:n]
+      for i in np.unique(owner[first:first + n]):
+        mine = owner[first:first + n] == i
+        outs[i][row[first:first + n][mine]] = emb[mine]
+
+    for first in range(0, len(owner), self.batch_size):
+      n = min(self.batch_size, len(owner) - first)
       batch = np.zeros((self.batch_size, frontend.N_MELS, frontend.WINDOW_FRAMES, 1), np.float32)
-      batch[:len(chunk)] = frontend.windows_from_mel(mel, chunk)
       levels = np.zeros(self.batch_size, np.float32)
-      levels[:len(chunk)] = peak_db[i:i + self.batch_size]
-      pending.append((i, len(chunk), self._embed(jax.device_put(batch, self._batch_sharding),
-                                                 jax.device_put(levels, self._batch_sharding))))
+      for i in np.unique(owner[first:first + n]):
+        mine = np.nonzero(owner[first:first + n] == i)[0]
+        rows = row[first + mine]
+        batch[mine] = frontend.windows_from_mel(mels[i], start_frames[i][rows])
+        levels[mine] = peaks[i][rows]
+      pending.append((first, n, self._embed(jax.device_put(batch, self._batch_sharding),
+                                            jax.device_put(levels, self._batch_sharding))))
       if len(pending) > IN_FLIGHT:
-        row, n, emb = pending.pop(0)
-        out[row:row + n] = np.asarray(emb)[:n]
-    for row, n, emb in pending:
-      out[row:row + n] = np.asarray(emb)[:n]
-    return out
+        collect(*pending.pop(0))
+    for item in pending:
+      collect(*item)
+    return outs
 
   def track_fingerprints(self, wave: np.ndarray) -> np.ndarray:
     """One fingerprint every 100 ms: row i has timestamp 0.1 i s.  [N, d] (N may be 0)."""
@@ -128,14 +147,32 @@ class Fingerprinter:
     P = min(phases, what the query length allows); M is the same for every phase.
     Raises QueryTooShortError for a query shorter than one fingerprint.
     """
-    frames = frontend.num_frames(wave.shape[-1])
+    return self.query_fingerprints_batch([wave], phases)[0]
+
+  def query_fingerprints_batch(self, waves: Sequence[np.ndarray], phases: int = 10
+                               ) -> list[np.ndarray]:
+    """`query_fingerprints` of several clips in shared encoder batches.
+
+    Raises QueryTooShortError (naming none of them) if any clip is too short: check
+    `is_long_enough` first where one short clip must not fail the others.
+    """
+    starts = [self._query_starts(w.shape[-1], phases) for w in waves]
+    embedded = self.embed_window_sets(waves, [s.reshape(-1) for s in starts])
+    return [e.reshape(s.shape[0], s.shape[1], self.dim) for e, s in zip(embedded, starts)]
+
+  @staticmethod
+  def is_long_enough(samples: int) -> bool:
+    """Whether a clip of `samples` samples holds at least one fingerprint window."""
+    return frontend.num_frames(samples) >= frontend.WINDOW_FRAMES
+
+  @staticmethod
+  def _query_starts(samples: int, phases: int) -> np.ndarray:
+    frames = frontend.num_frames(samples)
     spare = frames - frontend.WINDOW_FRAMES  # frames a window can start at, beyond 0
     if spare < 0:
       raise QueryTooShortError(
-          f"query of {wave.shape[-1] / frontend.SAMPLE_RATE:.2f} s is shorter than one "
+          f"query of {samples / frontend.SAMPLE_RATE:.2f} s is shorter than one "
           f"fingerprint ({frontend.SEGMENT_SAMPLES / frontend.SAMPLE_RATE:.2f} s)")
     phases = max(1, min(phases, spare + 1))
     m = 1 + (spare - (phases - 1)) // frontend.WINDOW_HOP_FRAMES
-    starts = (np.arange(phases)[:, None] + frontend.WINDOW_HOP_FRAMES * np.arange(m)[None, :])
-    emb = self.embed_windows(wave, starts.reshape(-1))
-    return emb.reshape(phases, m, self.dim)
+    return np.arange(phases)[:, None] + frontend.WINDOW_HOP_FRAMES * np.arange(m)[None, :]

@@ -20,8 +20,9 @@ import numpy as np
 
 from input_pipeline import audio_io, read_ahead
 from nafp_jax import catalogue as catalogue_lib
-from nafp_jax.fingerprinter import Fingerprinter
-from nafp_jax.search.subsequence import Match, subsequence_search
+from nafp_jax import frontend
+from nafp_jax.fingerprinter import Fingerprinter, QueryTooShortError
+from nafp_jax.search.subsequence import Match, subsequence_search_batch
 
 # Below this RMS (about -60 dBFS) a query is treated as silence: "no match".
 SILENCE_RMS = 1e-3
@@ -148,21 +149,58 @@ def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: n
 
   `threshold` overrides the catalogue's no-match threshold (-inf: accept any best match).
   """
+  if not fingerprinter.is_long_enough(wave.shape[0]):
+    fingerprinter.query_fingerprints(wave, phases)  # raises QueryTooShortError
+  return identify_batch(cat, fingerprinter, [wave], [name], top, k, phases, backend,
+                        threshold)[0]
+
+
+def identify_batch(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
+                   waves: Sequence[np.ndarray], names: Sequence[str], top: int = 5, k: int = 10,
+                   phases: int = 10, backend: str = "auto", threshold: float | None = None
+                   ) -> list[Identification | QueryTooShortError]:
+  """`identify` for clips that arrive together: one encoder stream and one neighbour search.
+
+  A clip shorter than one fingerprint gets its QueryTooShortError in its place (naming
+  it) and does not affect the others; the timings are those of the whole batch.
+  """
+  results: list[Identification | QueryTooShortError | None] = [None] * len(waves)
+  searched = []
+  for i, (wave, name) in enumerate(zip(waves, names)):
+    if not fingerprinter.is_long_enough(wave.shape[0]):
+      results[i] = QueryTooShortError(
+          f"{name}: {wave.shape[0] / audio_io.TARGET_SR:.2f} s is shorter than one fingerprint "
+          f"({frontend.SEGMENT_SAMPLES / audio_io.TARGET_SR:.2f} s)")
+    else:
+      searched.append(i)
+  start = time.perf_counter()
+  queries = fingerprinter.query_fingerprints_batch([waves[i] for i in searched], phases)
+  timings = {"fingerprint": time.perf_counter() - start}
+  silent = [float(np.sqrt(np.mean(np.square(waves[i], dtype=np.float64)))) < SILENCE_RMS
+            for i in searched]
+  start = time.perf_counter()
+  found = subsequence_search_batch([q for q, quiet in zip(queries, silent) if not quiet],
+                                   cat.neighbor_index(backend), cat.matrix, cat.starts,
+                                   cat.counts, k=k, top=top)
+  timings["search"] = time.perf_counter() - start
+  found_iter = iter(found)
+  for i, quiet in zip(searched, silent):
+    results[i] = _decide(cat, waves[i], names[i], [] if quiet else next(found_iter), quiet,
+                         threshold, timings)
+  return results
+
+
+def _decide(cat: catalogue_lib.Catalogue, wave: np.ndarray, name: str, matches: list[Match],
+            silent: bool, threshold: float | None, timings: dict[str, float]) -> Identification:
+  """The answer for one searched clip: accepted only when its best score reaches the threshold."""
   duration = wave.shape[0] / audio_io.TARGET_SR
   if threshold is None and cat.threshold is not None:
     threshold = cat.threshold.at(duration)
-  start = time.perf_counter()
-  queries = fingerprinter.query_fingerprints(wave, phases)
-  timings = {"fingerprint": time.perf_counter() - start}
   warning = audio_io.narrowband_warning(wave, name)
   result = functools.partial(Identification, name, duration, threshold=threshold,
-                             timings_s=timings, warnings=(warning,) if warning else ())
-  if float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) < SILENCE_RMS:
+                             timings_s=dict(timings), warnings=(warning,) if warning else ())
+  if silent:
     return result([], False, "silence")
-  start = time.perf_counter()
-  matches = subsequence_search(queries, cat.neighbor_index(backend), cat.matrix, cat.starts,
-                               cat.counts, k=k, top=top)
-  timings["search"] = time.perf_counter() - start
   damaged = next((m for m in matches if not np.isfinite(m.score)), None)
   if damaged is not None:
     raise catalogue_lib.CatalogueError(
@@ -175,3 +213,20 @@ def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: n
     return result(matches, False,
                   f"best score {matches[0].score:.3f} < threshold {threshold:.3f}")
   return result(matches, True)
+
+
+def result_json(cat: catalogue_lib.Catalogue, r: Identification) -> dict:
+  """The JSON form of an answer (`nafp query --json`, `nafp serve`); never NaN."""
+  source = cat.threshold
+  return {"query": r.query, "duration_s": r.duration_s, "match": r.accepted,
+          "reason": r.reason, "threshold": None if r.threshold is None else round(r.threshold, 5),
+          "threshold_source": source.source if source else None,
+          "threshold_fpr": source.fpr if source else None,
+          "warnings": list(r.warnings),
+          "timings_s": {k: round(v, 4) for k, v in r.timings_s.items()},
+          "results": [{"rank": i + 1, "track_id": cat.tracks[m.track].id,
+                       "track": cat.tracks[m.track].name, "path": cat.tracks[m.track].path,
+                       "timestamp_s": m.timestamp_s, "score": round(m.score, 5),
+                       "votes": m.votes, "query_span": list(m.query_span),
+                       "reference_span": list(m.reference_span)}
+                      for i, m in enumerate(r.matches)]}
