@@ -85,6 +85,26 @@ def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SR,
   if path.stat().st_size == 0:
     raise AudioDecodeError(path, "file is empty (0 bytes)")
   data, sr = decode_file(path)
+  return _to_mono(data, sr, path, sample_rate, min_duration_s, allow_silent)
+
+
+def load_audio_bytes(data: bytes, name: str, sample_rate: int = TARGET_SR,
+                     min_duration_s: float = 0.0, allow_silent: bool = False) -> np.ndarray:
+  """`load_audio` of an encoded file held in memory (an upload); errors name `name`."""
+  import io  # pylint: disable=g-import-not-at-top
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  if not data:
+    raise AudioDecodeError(name, "file is empty (0 bytes)")
+  try:
+    decoded, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+  except Exception as e:  # pylint: disable=broad-except  (libsndfile raises several types)
+    raise AudioDecodeError(name, f"cannot decode as audio ({e})") from None
+  return _to_mono(decoded, int(sr), name, sample_rate, min_duration_s, allow_silent)
+
+
+def _to_mono(data: np.ndarray, sr: int, path: str | os.PathLike, sample_rate: int,
+             min_duration_s: float, allow_silent: bool) -> np.ndarray:
+  """Decoded [samples, channels] -> checked mono float32 at `sample_rate`."""
   if data.size == 0 or data.shape[0] == 0:
     raise AudioDecodeError(path, "decoded to zero samples")
   if sr <= 0:

@@ -47,6 +47,20 @@ run `nafp calibrate` with audio of your own that is not in the catalogue to repl
 Scores are comparable only between clips of equal length."""
 
 
+SERVE_HELP = """Serve queries over HTTP until SIGTERM or Ctrl-C.
+
+  curl --data-binary @clip.wav 'http://127.0.0.1:8080/identify?top=5'   # as query --json
+  curl http://127.0.0.1:8080/tracks     curl http://127.0.0.1:8080/info
+  curl http://127.0.0.1:8080/healthz    curl http://127.0.0.1:8080/readyz
+  curl http://127.0.0.1:8080/metrics    (Prometheus text)
+
+The upload is the audio file itself as the request body (any format query reads).
+When `nafp index`, `remove` or `calibrate` publishes a new catalogue generation the
+service switches to it between requests, after loading it completely; one built by
+another model is refused (see /info) and the old one kept. Errors are JSON with a 4xx
+status; a full queue gets 503 with Retry-After."""
+
+
 def _load(args, need_catalogue: bool = True):
   from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
@@ -340,6 +354,30 @@ def _durations(text: str) -> tuple[float, ...]:
   return values
 
 
+def cmd_serve(args) -> int:
+  from nafp_jax.service.app import ServiceLimits  # pylint: disable=g-import-not-at-top
+  from nafp_jax.service.engine import QueryEngine  # pylint: disable=g-import-not-at-top
+  from nafp_jax.service.server import serve  # pylint: disable=g-import-not-at-top
+  _, fingerprinter = _load(args, need_catalogue=False)
+  engine = QueryEngine(args.db, fingerprinter, phases=args.phases, backend=args.backend)
+  engine.identify([_warm_up_clip()], ["warm-up"], [1])  # compile the encoder before serving
+  limits = ServiceLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                         max_clip_s=args.max_clip_s, request_timeout_s=args.timeout_s,
+                         max_batch=args.max_batch, max_queue=args.max_queue,
+                         reload_interval_s=args.reload_s)
+  cat = engine.catalogue
+  print(f"serving {cat.root} ({len(cat.tracks)} tracks, generation {engine.generation}) on "
+        f"http://{args.host}:{args.port}  (SIGTERM or Ctrl-C stops it)", flush=True)
+  serve(engine, args.host, args.port, limits, args.graceful_s)
+  return 0
+
+
+def _warm_up_clip():
+  """A 3 s warm-up clip of faint noise (16 kHz)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  return (1e-2 * np.random.default_rng(0).standard_normal(48000)).astype(np.float32)
+
+
 def _add_allow_collapsed(p: argparse.ArgumentParser) -> None:
   p.add_argument("--allow-collapsed", action="store_true",
                  help="use a model whose fingerprints of different sounds are all nearly the "
@@ -433,6 +471,26 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--reference-fraction", type=float, default=0.5,
                  help="share of the sources indexed as the reference catalogue")
   _add_calibration_options(p)
+
+  p = add("serve", cmd_serve, "Serve queries over HTTP: the model and catalogue stay loaded, "
+          "clips that arrive together are answered in one batch.", SERVE_HELP)
+  p.add_argument("--model", help="the catalogue's model (default: the shipped model)")
+  p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+  p.add_argument("--port", type=int, default=8080)
+  p.add_argument("--max-batch", type=int, default=32, help="clips answered per batch at most")
+  p.add_argument("--max-queue", type=int, default=256,
+                 help="requests waiting at most; more are refused with 503 and Retry-After")
+  p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload")
+  p.add_argument("--max-clip-s", type=float, default=60.0, help="longest clip, seconds")
+  p.add_argument("--timeout-s", type=float, default=30.0,
+                 help="a request not answered within this gets 504")
+  p.add_argument("--graceful-s", type=float, default=30.0,
+                 help="on SIGTERM, how long requests in flight may take to finish")
+  p.add_argument("--reload-s", type=float, default=1.0,
+                 help="how often to look for a new catalogue generation")
+  p.add_argument("--phases", type=int, default=10, help="10 ms sub-hop phases to try")
+  p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto",
+                 help="neighbour search (see query)")
 
   add_eval_parser(sub)
   return parser

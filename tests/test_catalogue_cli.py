@@ -449,3 +449,13 @@ def test_narrowband_files_are_indexed_with_a_warning_and_queries_say_so(
                         model_dir, "--json")
   narrow, full = json.loads(out)
   assert "kHz" in narrow["warnings"][0] and full["warnings"] == []
+
+
+def test_clips_batched_together_get_the_fingerprints_they_get_alone(model_dir, music):
+  fp = Fingerprinter(load_encoder(model_dir), batch_size=16)
+  wave = sf.read(music / "song2.wav", dtype="float32")[0]
+  clips = [wave[:16000 * 3], wave[8000:8000 + 16000 * 2], wave[:16000]]
+  together = fp.query_fingerprints_batch(clips, phases=10)
+  for clip, batched in zip(clips, together):
+    np.testing.assert_allclose(batched, fp.query_fingerprints(clip, phases=10), atol=1e-5)
+  assert fp.is_long_enough(15360) and not fp.is_long_enough(15000)
