@@ -1,0 +1,119 @@
+"""Broadcast monitoring: stream fingerprints, merging window answers, end to end."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from nafp_jax import catalogue as catalogue_lib, cli
+from nafp_jax.encoder_bundle import load_encoder
+from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.monitoring import audio_stream
+from nafp_jax.monitoring.monitor import MonitorSettings, monitor_stream
+from nafp_jax.monitoring.stream_fingerprints import StreamFingerprints
+from nafp_jax.monitoring.tracker import Detection, Gap, Tracker, WindowAnswer
+from tests.test_catalogue_cli import model_dir, music  # pylint: disable=unused-import
+
+
+def _windows(spec):
+  """WindowAnswers every 1 s (5 s long) from [(count, track or None, offset)]."""
+  out, t = [], 0.0
+  for count, track, offset in spec:
+    for _ in range(count):
+      out.append(WindowAnswer(t, t + 5.0, track, offset + 0.01 * (len(out) % 3), 0.9))
+      t += 1.0
+  return out
+
+
+def _run_tracker(windows, **kw):
+  tracker = Tracker(**kw)
+  events = [e for w in windows for e in tracker.add(w)] + list(tracker.finish())
+  return [e for e in events if isinstance(e, Gap) or e.final]
+
+
+def test_tracker_merges_survives_dropouts_and_splits_at_cuts_and_jumps():
+  events = _run_tracker(_windows([
+      (10, 0, 30.0),     # track 0 from 30 s in
+      (3, None, 0.0),    # a dropout inside the song: survives
+      (1, 1, 5.0),       # one stray window of another track: ignored
+      (10, 0, 30.0),
+      (8, 1, 100.0),     # a cut to track 1
+      (8, 1, 40.0),      # a jump back within track 1 (another offset)
+      (15, None, 0.0),   # talk: ends the song after the gap, then a gap
+      (2, 2, 0.0),       # two windows 1 s apart are no detection
+      (15, None, 0.0)]), confirm_s=2.0, max_gap_s=8.0)
+  detections = [e for e in events if isinstance(e, Detection)]
+  assert [(d.track, round(d.offset_s)) for d in detections] == [(0, 30), (1, 100), (1, 40)]
+  first, second, third = detections
+  assert first.stream_start_s == 0.0 and first.windows == 20 and second.windows == 8
+  # The cut at 24 s: windows from 19 s (the last of track 0) to 28 s overlap it.
+  assert 24.0 <= first.stream_end_s <= 28.5 and second.stream_start_s == first.stream_end_s
+  assert third.stream_start_s == second.stream_end_s and third.windows == 8
+  assert first.track_start_s == pytest.approx(30.0, abs=0.05)
+  gaps = [e for e in events if isinstance(e, Gap)]
+  assert len(gaps) == 1 and gaps[0].stream_start_s == third.stream_end_s
+  assert gaps[0].stream_end_s == 76.0  # the end of the last window (72 windows)
+
+
+def test_stream_fingerprints_equal_the_whole_recording_s(model_dir, music):  # pylint: disable=redefined-outer-name
+  fp = Fingerprinter(load_encoder(model_dir), batch_size=16)
+  wave = sf.read(music / "song3.wav", dtype="float32")[0]
+  stream = StreamFingerprints(fp, frame_step=2)
+  rng = np.random.default_rng(0)
+  position = 0
+  while position < wave.size:
+    size = int(rng.integers(100, 30000))
+    stream.push(wave[position:position + size])
+    position += size
+  stream.finish()
+  starts = np.arange(0, stream.end_frame, 2)
+  np.testing.assert_allclose(stream.vectors, fp.embed_windows(wave, starts), atol=1e-4)
+  assert stream.end_frame // 2 * 2 == (len(wave) // 160 + 1 - 96) // 2 * 2 + 2
+
+
+def test_file_blocks_resample_any_rate_continuously(tmp_path, music):  # pylint: disable=redefined-outer-name
+  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
+  wave = sf.read(music / "song0.wav", dtype="float32")[0]
+  stereo = np.stack([wave, wave], axis=1)
+  import librosa  # pylint: disable=g-import-not-at-top
+  sf.write(tmp_path / "s.flac", librosa.resample(stereo.T, orig_sr=16000, target_sr=44100).T,
+           44100)
+  blocks = list(audio_stream.file_blocks(tmp_path / "s.flac", block_s=0.7))
+  joined = np.concatenate(blocks)
+  whole = audio_io.load_audio(tmp_path / "s.flac")
+  assert abs(joined.size - whole.size) <= 2 and len(blocks) > 10
+  assert np.corrcoef(joined[:whole.size][1000:-1000], whole[:joined.size][1000:-1000])[0, 1] > 0.99
+  with pytest.raises(audio_io.AudioDecodeError, match="cannot decode"):
+    (tmp_path / "bad.wav").write_bytes(b"nonsense" * 100)
+    list(audio_stream.file_blocks(tmp_path / "bad.wav"))
+
+
+@pytest.fixture(scope="module")
+def broadcast(music):  # pylint: disable=redefined-outer-name
+  """song0 12 s from 0 s, 8 s of noise, song1 from 2 s to 14 s, then song0 again from 0 s."""
+  song = {i: sf.read(music / f"song{i}.wav", dtype="float32")[0] for i in range(4)}
+  noise = 0.05 * np.random.default_rng(5).standard_normal(16000 * 8).astype(np.float32)
+  parts = [song[2][:16000 * 12], noise, song[3][16000 * 2:16000 * 14], song[2][:16000 * 10]]
+  return np.concatenate(parts)
+
+
+def test_monitor_finds_what_played_when(tmp_path, model_dir, music, broadcast):  # pylint: disable=redefined-outer-name
+  db = tmp_path / "cat"
+  assert cli.main(["index", str(music), "--db", str(db), "--model", str(model_dir),
+                   "--quiet"]) == 0
+  cat = catalogue_lib.Catalogue(db)
+  fp = Fingerprinter(load_encoder(model_dir), batch_size=16)
+  blocks = (broadcast[i:i + 8000] for i in range(0, broadcast.size, 8000))
+  settings = MonitorSettings(window_s=3.0, hop_s=0.5, threshold=0.9, max_gap_s=4.0)
+  events = list(monitor_stream(cat, fp, blocks, settings))
+  final = [e for e in events if isinstance(e, Detection) and e.final]
+  names = [cat.tracks[d.track].name for d in final]
+  assert names == ["song2.wav", "song3.wav", "song2.wav"], "\n".join(map(str, events))
+  a, b, c = final
+  assert a.stream_start_s == 0.0 and abs(a.stream_end_s - 12.0) <= 1.5
+  assert abs(b.stream_start_s - 20.0) <= 1.5 and abs(b.track_start_s - 2.0) <= 1.5
+  assert abs(b.offset_s - (-18.0)) <= 0.05 and abs(c.offset_s - (-32.0)) <= 0.05
+  assert abs(c.stream_end_s - 42.0) <= 0.1
+  gaps = [e for e in events if isinstance(e, Gap)]
+  assert len(gaps) == 1 and gaps[0].stream_start_s >= 11.0 and gaps[0].stream_end_s <= 21.0
+  started = [e for e in events if isinstance(e, Detection) and not e.final]
+  assert len(started) == 3  # each announced once when confirmed, before it ended
