@@ -7,6 +7,8 @@
   nafp calibrate NEGATIVE_AUDIO... --db CAT [--fpr 0.01]
   nafp calibrate-model MODEL MUSIC_FOLDER...   (the model's default no-match threshold)
   nafp export DIR... --out EXPORT [--process-index I --process-count P];  nafp import EXPORT --db CAT
+  nafp monitor RECORDING...|- --db CAT [--json] [--csv F] [--plot F.png]
+  nafp serve --db CAT [--host 127.0.0.1 --port 8080]
   nafp eval --db CAT [--db CAT2 ...] [--queries N] [--clips DIR --truth TSV]
 Exit status: 0 on success, 1 on a user error (message on stderr), 2 on bad usage.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 import sys
 from typing import Sequence
 
+from nafp_jax.display import printable
 from nafp_jax.evaluation.command import add_eval_parser
 from nafp_jax.shipped_model import model_path
 
@@ -45,6 +48,21 @@ catalogue's no-match threshold for its length. A new catalogue starts with the m
 default threshold (1% false positives on unknown music, measured when the model was made);
 run `nafp calibrate` with audio of your own that is not in the catalogue to replace it.
 Scores are comparable only between clips of equal length."""
+
+
+MONITOR_HELP = """Find which catalogue tracks play in long recordings or a live stream.
+
+  nafp monitor show.mp3 --db CAT [--json] [--csv out.csv] [--plot out.png]
+  arecord -f S16_LE -r 16000 -c 1 | nafp monitor - --db CAT --json
+  ffmpeg -i URL -f s16le -ac 2 -ar 44100 - | nafp monitor - --rate 44100 --channels 2 --db CAT
+
+Overlapping windows (--window-s every --hop-s) are searched; windows that agree on a
+track and a consistent position in it are merged into one detection: stream start and
+end, track, the part of the track, score. A detection survives a short dropout, splits
+at a cut to another track or a jump within the same track; stretches of audio not in
+the catalogue are reported as no-match gaps, using the catalogue's threshold. Audio is
+read in blocks, so recordings of any length take bounded memory. With standard input a
+"now playing" event is also written when each detection is first confirmed."""
 
 
 SERVE_HELP = """Serve queries over HTTP until SIGTERM or Ctrl-C.
@@ -242,11 +260,6 @@ def _print_result(cat, r) -> None:
         f"{k} {1000 * v:.0f} ms" for k, v in r.timings_s.items()) + ")")
 
 
-def printable(name: str) -> str:
-  """A track name for a one-line table: control characters (newlines, escapes) escaped."""
-  return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in name)
-
-
 def _clock(seconds: float) -> str:
   minutes, sec = divmod(seconds, 60)
   return f"{int(minutes)}:{sec:05.2f}"
@@ -372,6 +385,52 @@ def cmd_serve(args) -> int:
   return 0
 
 
+def cmd_monitor(args) -> int:
+  import time  # pylint: disable=g-import-not-at-top
+  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.monitoring import audio_stream, timeline  # pylint: disable=g-import-not-at-top
+  from nafp_jax.monitoring.monitor import MonitorSettings, monitor_stream  # pylint: disable=g-import-not-at-top
+  settings = MonitorSettings(window_s=args.window_s, hop_s=args.hop_s, confirm_s=args.confirm_s,
+                             max_gap_s=args.max_gap_s)
+  cat, fingerprinter = _load(args)
+  if cat.threshold is None:
+    print(f"warning: {cat.root} has no no-match threshold: every window's best track counts; "
+          f"`nafp calibrate --db {cat.root}` sets one", file=sys.stderr)
+  records, failed = [], 0
+  for recording in args.recordings:
+    live = recording == "-"
+    blocks = (audio_stream.pcm_blocks(sys.stdin.buffer, args.rate, args.channels) if live
+              else audio_stream.file_blocks(recording))
+    start, seconds = time.perf_counter(), 0.0
+
+    def counted(stream):
+      nonlocal seconds
+      for block in stream:
+        seconds += block.shape[0] / audio_io.TARGET_SR
+        yield block
+
+    try:
+      for event in monitor_stream(cat, fingerprinter, counted(blocks), settings, args.backend):
+        record = timeline.event_record(cat, "stdin" if live else str(recording), event)
+        if record["event"] == "started" and not live:
+          continue  # a file's timeline lists each detection once, when it is final
+        records.append(record)
+        print(json.dumps(record, allow_nan=False) if args.json else timeline.human_line(record),
+              flush=True)
+    except audio_io.AudioDecodeError as e:
+      print(f"error: {e}", file=sys.stderr)
+      failed += 1
+      continue
+    wall = time.perf_counter() - start
+    print(f"{'stdin' if live else recording}: {seconds:.1f} s of audio monitored in {wall:.1f} s "
+          f"({seconds / max(wall, 1e-9):.1f}x real time)", file=sys.stderr)
+  if args.csv:
+    timeline.write_csv(records, args.csv)
+  if args.plot:
+    timeline.plot(records, args.plot)
+  return 1 if failed else 0
+
+
 def _warm_up_clip():
   """A 3 s warm-up clip of faint noise (16 kHz)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -489,6 +548,26 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--reload-s", type=float, default=1.0,
                  help="how often to look for a new catalogue generation")
   p.add_argument("--phases", type=int, default=10, help="10 ms sub-hop phases to try")
+  p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto",
+                 help="neighbour search (see query)")
+
+  p = add("monitor", cmd_monitor, "Which catalogue tracks play in long recordings or a live "
+          "stream, from when to when.", MONITOR_HELP)
+  p.add_argument("recordings", nargs="+", help="audio files of any length, or - for raw 16-bit "
+                 "little-endian PCM on standard input")
+  p.add_argument("--model", help="the catalogue's model (default: the shipped model)")
+  p.add_argument("--json", action="store_true", help="JSON Lines, one event per line, "
+                 "written as each becomes final")
+  p.add_argument("--csv", help="also write the detections and gaps to this CSV file")
+  p.add_argument("--plot", help="also draw the timeline into this PNG file")
+  p.add_argument("--rate", type=int, default=16000, help="sample rate of standard input")
+  p.add_argument("--channels", type=int, default=1, help="channels of standard input")
+  p.add_argument("--window-s", type=float, default=5.0, help="length of each searched window")
+  p.add_argument("--hop-s", type=float, default=1.0, help="a window every this many seconds")
+  p.add_argument("--confirm-s", type=float, default=2.0,
+                 help="agreeing windows this far apart confirm a detection")
+  p.add_argument("--max-gap-s", type=float, default=8.0,
+                 help="a detection survives this long without support (dropouts, talk-over)")
   p.add_argument("--backend", choices=["auto", "exact", "scann"], default="auto",
                  help="neighbour search (see query)")
 

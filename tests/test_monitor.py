@@ -117,3 +117,43 @@ def test_monitor_finds_what_played_when(tmp_path, model_dir, music, broadcast): 
   assert len(gaps) == 1 and gaps[0].stream_start_s >= 11.0 and gaps[0].stream_end_s <= 21.0
   started = [e for e in events if isinstance(e, Detection) and not e.final]
   assert len(started) == 3  # each announced once when confirmed, before it ended
+
+
+def test_monitor_command_files_and_standard_input(tmp_path, model_dir, music, broadcast):  # pylint: disable=redefined-outer-name
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from input_pipeline import synthetic_audio  # pylint: disable=g-import-not-at-top
+  db = tmp_path / "cat"
+  assert cli.main(["index", str(music), "--db", str(db), "--model", str(model_dir),
+                   "--quiet"]) == 0
+  synthetic_audio.write_noise(tmp_path / "noise", 3, 12.0, seed=9)
+  assert cli.main(["calibrate", str(tmp_path / "noise"), "--db", str(db), "--model",
+                   str(model_dir), "--durations", "3", "--clips", "20", "--fpr", "0",
+                   "--quiet"]) == 0
+  show = tmp_path / "show.wav"
+  stereo = np.stack([broadcast, broadcast], axis=1)
+  sf.write(show, stereo, 16000)
+  argv = ["monitor", str(show), str(tmp_path / "missing.wav"), "--db", str(db), "--model",
+          str(model_dir), "--window-s", "3", "--hop-s", "0.5", "--max-gap-s", "4"]
+  code = cli.main(argv + ["--json", "--csv", str(tmp_path / "t.csv"), "--plot",
+                          str(tmp_path / "t.png")])
+  assert code == 1  # the missing file is an error, named; the other was monitored
+  assert (tmp_path / "t.png").stat().st_size > 1000
+  rows = (tmp_path / "t.csv").read_text().splitlines()
+  assert rows[0].startswith("recording,event,stream_start_s")
+  detections = [r for r in rows[1:] if ",detection," in r]
+  assert [r.split(",")[5] for r in detections] == ["song2.wav", "song3.wav", "song2.wav"]
+
+  pcm = (np.clip(broadcast, -1, 1) * 32767).astype("<i2").tobytes()
+  proc = subprocess.run([sys.executable, "-m", "nafp_jax.cli"] + argv[:1] + ["-"] + argv[3:] +
+                        ["--json"], input=pcm, capture_output=True, env=dict(os.environ),
+                        timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr
+  events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+  assert [e["track"] for e in events if e["event"] == "started"] == [
+      "song2.wav", "song3.wav", "song2.wav"]
+  assert [e["track"] for e in events if e["event"] == "detection"] == [
+      "song2.wav", "song3.wav", "song2.wav"]
+  assert b"x real time" in proc.stderr
