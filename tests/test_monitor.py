@@ -157,3 +157,58 @@ def test_monitor_command_files_and_standard_input(tmp_path, model_dir, music, br
   assert [e["track"] for e in events if e["event"] == "detection"] == [
       "song2.wav", "song3.wav", "song2.wav"]
   assert b"x real time" in proc.stderr
+
+
+def test_monitor_scoring_counts_right_wrong_and_false_alarms():
+  from nafp_jax.evaluation import monitor_eval  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation.broadcasts import Segment  # pylint: disable=g-import-not-at-top
+  truth = [Segment("catalogue", 0.0, 30.0, 0, 10.0), Segment("speech", 30.0, 60.0),
+           Segment("catalogue", 60.0, 90.0, 1, 0.0), Segment("catalogue", 90.0, 100.0, 2, 5.0)]
+  detections = [Detection(0, 10.02, 1.0, 29.0, 0.9, 20, True),     # right
+                Detection(1, -60.0, 62.0, 75.0, 0.9, 10, True),    # right (fragment 1)
+                Detection(1, -60.0, 76.0, 88.0, 0.9, 10, True),    # right (fragment 2)
+                Detection(3, 0.0, 35.0, 55.0, 0.8, 10, True)]      # wrong, over speech
+  s = monitor_eval.score(detections, truth, audio_s=100.0, wall_s=10.0).summary()
+  assert s["precision"] == 0.75 and s["recall"] == pytest.approx(2 / 3)
+  assert s["start_error_median_s"] == pytest.approx(1.5)  # 1 s and 2 s
+  assert s["end_error_median_s"] == pytest.approx(1.5)    # 1 s and 2 s
+  assert s["false_alarms"] == 1 and s["false_alarms_per_hour"] == pytest.approx(120.0)
+  assert s["offset_within_50ms"] == 1.0 and s["real_time_factor"] == 10.0
+
+
+def test_programmes_are_reproducible_and_their_truth_matches_the_audio(music):  # pylint: disable=redefined-outer-name
+  from nafp_jax.evaluation import broadcasts  # pylint: disable=g-import-not-at-top
+  tracks = [sf.read(music / f"song{i}.wav", dtype="float32")[0] for i in range(4)]
+  noise = [0.1 * np.random.default_rng(1).standard_normal(16000 * 6).astype(np.float32)]
+  spec = broadcasts.ProgrammeSpec(minutes=1.5, seed=3)
+  a, truth = broadcasts.build_programme(tracks, [tracks[0][::-1].copy()], [], noise, spec)
+  b, _ = broadcasts.build_programme(tracks, [tracks[0][::-1].copy()], [], noise, spec)
+  np.testing.assert_array_equal(a, b)
+  assert a.shape[0] >= 90 * 16000 and {s.kind for s in truth} <= set(broadcasts.KINDS)
+  for s in truth:  # each catalogue segment is its track's audio (up to gain and fades)
+    if s.kind == "catalogue" and s.stream_end_s - s.stream_start_s > 8:
+      mid = int((s.stream_start_s + 3) * 16000), int((s.stream_end_s - 3) * 16000)
+      ref0 = int((s.track_start_s + 3) * 16000)
+      ref = tracks[s.track][ref0:ref0 + mid[1] - mid[0]]
+      assert np.corrcoef(a[mid[0]:mid[1]], ref)[0, 1] > 0.99
+  reverberant, _ = broadcasts.build_programme(
+      tracks, [], [], noise, broadcasts.ProgrammeSpec(minutes=0.5, snr_db=10.0, t60_s=1.0, seed=3))
+  assert np.max(np.abs(reverberant)) <= 0.9 + 1e-6
+
+
+def test_eval_monitor_command(tmp_path, model_dir, music):  # pylint: disable=redefined-outer-name
+  import json  # pylint: disable=g-import-not-at-top
+  from input_pipeline import synthetic_audio  # pylint: disable=g-import-not-at-top
+  db = tmp_path / "cat"
+  assert cli.main(["index", str(music / "song0.wav"), str(music / "song2.wav"), "--db", str(db),
+                   "--model", str(model_dir), "--quiet"]) == 0
+  synthetic_audio.write_noise(tmp_path / "noise", 2, 10.0, seed=4)
+  code = cli.main(["eval-monitor", "--db", str(db), "--model", str(model_dir), "--unknown",
+                   str(music), "--noise", str(tmp_path / "noise"), "--programmes", "1",
+                   "--minutes", "1", "--window-s", "3", "--out", str(tmp_path / "out")])
+  assert code == 0
+  results = json.loads((tmp_path / "out" / "results.json").read_text())
+  assert 0 <= results["precision"] <= 1 and 0 <= results["recall"] <= 1
+  assert results["segments"] >= 1 and results["real_time_factor"] > 0
+  assert (tmp_path / "out" / "programme-0.png").exists()
+  assert (tmp_path / "out" / "programme-0.csv").exists()
