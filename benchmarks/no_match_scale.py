@@ -17,7 +17,6 @@ Catalogues are kept under --work, so a rerun only searches.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from absl import app, flags
@@ -31,7 +30,8 @@ flags.DEFINE_string("work", None, "Folder for the two catalogues (reused when pr
 flags.DEFINE_integer("clips", 300, "Held-out clips per duration.")
 flags.DEFINE_integer("positives", 100, "Positive clips per duration and kind.")
 flags.DEFINE_float("fpr", 0.01, "False-positive rate the thresholds are set at.")
-flags.DEFINE_integer("small_every", 10, "SMALL holds every n-th reference track.")
+flags.DEFINE_integer("small_every", 10, "SMALL holds every n-th reference track (as "
+                     "calibration.SMALL_REFERENCE_EVERY).")
 flags.mark_flags_as_required(["audio", "noise", "work"])
 
 
@@ -93,14 +93,13 @@ def main(_):
   work = Path(FLAGS.work).expanduser()
   reference, negatives = calibration.split_by_source(
       [Path(a).expanduser() for a in FLAGS.audio.split(",")])
-  ranked = sorted(reference, key=lambda p: hashlib.sha1(str(p).encode()).hexdigest())
-  small = sorted(ranked[::FLAGS.small_every])
+  small = calibration.small_reference(reference, FLAGS.small_every)
   cats = {"small": _catalogue(work / f"small-{fingerprinter.bundle.identity[:12]}", small,
                               fingerprinter),
           "large": _catalogue(work / f"large-{fingerprinter.bundle.identity[:12]}", reference,
                               fingerprinter)}
   durations = no_match.DEFAULT_DURATIONS_S
-  hours = {k: calibration.catalogue_hours(c) for k, c in cats.items()}
+  hours = {k: c.hours for k, c in cats.items()}
   neg = {k: calibration.negative_best_scores(c, fingerprinter, negatives, durations,
                                              FLAGS.clips, seed=0)
          for k, c in cats.items()}

@@ -6,7 +6,9 @@ Two users of one procedure:
   `calibrate_model_default` a model's default threshold, shipped with the model: the
                             given music is split into a reference catalogue and held-out
                             negatives by top-level folder (one album, game or package per
-                            folder), so no negative shares a source with the reference.
+                            folder), so no negative shares a source with the reference; the
+                            same negatives are also searched in a tenth of the reference,
+                            which gives how the threshold grows with the catalogue's size.
 
 Clips of every calibrated duration are cut at seeded random positions, spread evenly
 over the files, and searched without a threshold; the thresholds are the upper
@@ -32,6 +34,8 @@ from nafp_jax.fingerprinter import Fingerprinter
 from nafp_jax.identify import expand_inputs, identify, index_files
 
 DEFAULT_CLIPS_PER_DURATION = 300
+# The small reference catalogue of a model default holds every n-th reference file.
+SMALL_REFERENCE_EVERY = 10
 
 
 def negative_best_scores(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
@@ -88,12 +92,8 @@ def calibrate_catalogue(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprint
   """A threshold for `cat` from audio files/folders that are not in it (not stored)."""
   scores = negative_best_scores(cat, fingerprinter, expand_inputs(negatives), durations_s,
                                 clips_per_duration, seed, progress, on_skip)
-  return no_match.from_negative_scores(scores, fpr, "calibrated", catalogue_hours(cat),
+  return no_match.from_negative_scores(scores, fpr, "calibrated", cat.hours,
                                        len(cat.tracks))
-
-
-def catalogue_hours(cat: catalogue_lib.Catalogue) -> float:
-  return sum(t.duration for t in cat.tracks) / 3600
 
 
 def split_by_source(folders: Sequence[str | os.PathLike], reference_fraction: float = 0.5
@@ -121,23 +121,42 @@ def split_by_source(folders: Sequence[str | os.PathLike], reference_fraction: fl
   return reference, negatives
 
 
+def small_reference(reference: Sequence[Path], every: int = SMALL_REFERENCE_EVERY) -> list[Path]:
+  """Every `every`-th reference file, chosen by a hash of its path (the same mix of sources)."""
+  ranked = sorted(reference, key=lambda p: hashlib.sha1(str(p).encode()).hexdigest())
+  return sorted(ranked[::every])
+
+
+def _reference_catalogue(root: Path, fingerprinter: Fingerprinter, files: Sequence[Path],
+                         progress: bool) -> catalogue_lib.Catalogue:
+  cat = catalogue_lib.create(root, fingerprinter.bundle.identity, fingerprinter.bundle.source,
+                             fingerprinter.dim)
+  cat, _ = index_files(cat, fingerprinter, files, progress=progress)
+  if not cat.tracks:
+    raise ValueError("no usable reference audio to calibrate against")
+  return cat
+
+
 def calibrate_model_default(fingerprinter: Fingerprinter, folders: Sequence[str | os.PathLike],
                             fpr: float = no_match.DEFAULT_FPR,
                             durations_s: Sequence[float] = no_match.DEFAULT_DURATIONS_S,
                             clips_per_duration: int = DEFAULT_CLIPS_PER_DURATION,
                             reference_fraction: float = 0.5, seed: int = 0,
                             progress: bool = True) -> no_match.NoMatchThreshold:
-  """A model's default threshold: negatives from held-out sources against a reference catalogue."""
+  """A model's default threshold: the same held-out clips against a reference catalogue
+  and against a tenth of it, so that the threshold can follow a catalogue's size."""
   reference, negatives = split_by_source(folders, reference_fraction)
+  tables = []
   with tempfile.TemporaryDirectory(prefix="nafp-calibration-") as tmp:
-    cat = catalogue_lib.create(Path(tmp) / "reference", fingerprinter.bundle.identity,
-                               fingerprinter.bundle.source, fingerprinter.dim)
-    cat, report = index_files(cat, fingerprinter, reference, progress=progress)
-    if not cat.tracks:
-      raise ValueError("no usable reference audio to calibrate against")
-    logging.info("calibration reference: %d tracks, %.2f h; negatives: %d files",
-                 len(cat.tracks), report.audio_seconds / 3600, len(negatives))
-    scores = negative_best_scores(cat, fingerprinter, negatives, durations_s, clips_per_duration,
-                                  seed, progress)
-    return no_match.from_negative_scores(scores, fpr, "model default", catalogue_hours(cat),
-                                         len(cat.tracks))
+    for name, files in (("small", small_reference(reference)), ("large", reference)):
+      cat = _reference_catalogue(Path(tmp) / name, fingerprinter, files, progress)
+      logging.info("calibration reference %s: %d tracks, %.2f h; negatives: %d files", name,
+                   len(cat.tracks), cat.hours, len(negatives))
+      scores = negative_best_scores(cat, fingerprinter, negatives, durations_s,
+                                    clips_per_duration, seed, progress)
+      tables.append(no_match.from_negative_scores(scores, fpr, "model default", cat.hours,
+                                                  len(cat.tracks)))
+  small, large = tables
+  if large.reference_hours <= small.reference_hours:
+    return large
+  return no_match.with_growth(small, large)

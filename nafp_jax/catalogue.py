@@ -162,6 +162,11 @@ class Catalogue:
     return self.manifest["storage"]
 
   @property
+  def hours(self) -> float:
+    """Hours of audio in the catalogue (what a no-match threshold scales with)."""
+    return float(sum(t.duration for t in self.tracks)) / 3600
+
+  @property
   def threshold(self) -> NoMatchThreshold | None:
     """The no-match threshold in force (nafp_jax/no_match.py), or None: every best match counts."""
     return NoMatchThreshold.from_json(self.manifest.get("threshold"),

@@ -134,6 +134,10 @@ def cmd_index(args) -> int:
   print(f"added {len(report.added)} track(s), {hours:.3f} h of audio in {report.wall_seconds:.1f} s; "
         f"{len(report.duplicates)} already present; {len(report.skipped)} skipped. "
         f"Catalogue: {cat.manifest['num_tracks']} tracks, {cat.manifest['num_rows']} fingerprints.")
+  if cat.threshold is not None and cat.threshold.extrapolated(cat.hours):
+    print(f"note: the no-match threshold was measured on catalogues of up to "
+          f"{cat.threshold.reference_hours:.1f} h and is extrapolated to this one's "
+          f"{cat.hours:.1f} h; `nafp calibrate --db {db}` measures it for this catalogue")
   return 0
 
 
@@ -248,7 +252,7 @@ def _print_result(cat, r) -> None:
   verdict = "MATCH" if r.accepted else f"no match ({r.reason})"
   print(f"{r.query} ({r.duration_s:.2f} s): {verdict}")
   if r.threshold is not None and cat.threshold is not None:
-    print(f"  threshold {r.threshold:.3f} for {r.duration_s:.1f} s ({cat.threshold.describe()})")
+    print(f"  threshold {r.threshold:.3f} for {r.duration_s:.1f} s ({cat.threshold.describe(cat.hours)})")
   if r.matches:
     print(f"  {'rank':>4}  {'score':>6}  {'votes':>5}  {'time':>9}  track")
     for i, m in enumerate(r.matches):
@@ -275,7 +279,7 @@ def cmd_list(args) -> int:
   m = cat.manifest
   print(f"{cat.root}: {m['num_tracks']} tracks, {m['num_rows']} fingerprints ({m['storage']}), "
         f"model {m['model_identity'][:12]}")
-  print(f"no-match threshold: " + (cat.threshold.describe() if cat.threshold else "none "
+  print(f"no-match threshold: " + (cat.threshold.describe(cat.hours) if cat.threshold else "none "
                                    "(every best match counts; `nafp calibrate` sets one)"))
   for t in cat.tracks:
     print(f"{t.id:>6}  {_clock(t.duration):>9}  {t.row_count:>7} fp  {t.sha1[:10]}  "

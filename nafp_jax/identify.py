@@ -195,7 +195,7 @@ def _decide(cat: catalogue_lib.Catalogue, wave: np.ndarray, name: str, matches: 
   """The answer for one searched clip: accepted only when its best score reaches the threshold."""
   duration = wave.shape[0] / audio_io.TARGET_SR
   if threshold is None and cat.threshold is not None:
-    threshold = cat.threshold.at(duration)
+    threshold = cat.threshold.at(duration, cat.hours)
   warning = audio_io.narrowband_warning(wave, name)
   result = functools.partial(Identification, name, duration, threshold=threshold,
                              timings_s=dict(timings), warnings=(warning,) if warning else ())

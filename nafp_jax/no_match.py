@@ -18,6 +18,12 @@ Where a threshold comes from (`source`):
 
 A catalogue written before tables existed may hold one number: read as a table with
 one entry, the same for all durations.
+
+The best of more tracks is a higher score, so the threshold also depends on the size
+of the catalogue searched: measured with the shipped model, a table calibrated against
+0.5 h of music let 3-11 % of unknown clips through in a 13 times larger catalogue
+(benchmarks/no_match_scale.py).  A model default is therefore measured against two
+catalogue sizes and follows the catalogue's size (`growth_per_decade`).
 """
 
 from __future__ import annotations
@@ -41,7 +47,14 @@ SOURCES = ("model default", "calibrated")
 
 @dataclasses.dataclass(frozen=True)
 class NoMatchThreshold:
-  """Per-duration score thresholds at one false-positive rate (see the module docstring)."""
+  """Per-duration score thresholds at one false-positive rate (see the module docstring).
+
+  `scores` were measured against a catalogue of `reference_hours`.  A model default also
+  holds `growth_per_decade`: how much each duration's threshold rose per ten-fold larger
+  catalogue between `smallest_hours` and `reference_hours`; `at` follows that line to
+  the size of the catalogue being searched (flat below `smallest_hours`, extrapolated
+  above `reference_hours`, never above 1).  Without it the table is used as it is.
+  """
   durations_s: tuple[float, ...]
   scores: tuple[float, ...]
   fpr: float | None
@@ -49,37 +62,57 @@ class NoMatchThreshold:
   negatives: tuple[int, ...] = ()   # non-catalogue queries measured per duration
   reference_hours: float | None = None  # catalogue size the scores were measured against
   reference_tracks: int | None = None
+  growth_per_decade: tuple[float, ...] = ()
+  smallest_hours: float | None = None
 
   def __post_init__(self):
     if not self.durations_s or len(self.durations_s) != len(self.scores):
       raise ValueError("a threshold needs one score per duration, and at least one")
     if list(self.durations_s) != sorted(set(self.durations_s)) or self.durations_s[0] <= 0:
       raise ValueError(f"durations must be positive and increasing: {self.durations_s}")
-    if not all(math.isfinite(s) for s in self.scores):
+    if not all(math.isfinite(s) for s in self.scores + self.growth_per_decade):
       raise ValueError(f"non-finite threshold score in {self.scores}")
+    if self.growth_per_decade and (len(self.growth_per_decade) != len(self.scores) or
+                                   not self.reference_hours or not self.smallest_hours):
+      raise ValueError("growth_per_decade needs one value per duration and both reference sizes")
     if self.source not in SOURCES:
       raise ValueError(f"unknown threshold source {self.source!r}; one of {SOURCES}")
 
-  def at(self, duration_s: float) -> float:
-    """The threshold for a query of `duration_s` seconds."""
-    if len(self.scores) == 1:
-      return float(self.scores[0])
+  def at(self, duration_s: float, catalogue_hours: float | None = None) -> float:
+    """The threshold for a query of `duration_s` seconds against `catalogue_hours` of audio."""
     x = np.log(np.asarray(self.durations_s, np.float64))
-    return float(np.interp(math.log(max(duration_s, 1e-3)), x, np.asarray(self.scores)))
+    t = math.log(max(duration_s, 1e-3))
+    score = float(np.interp(t, x, np.asarray(self.scores)))
+    if self.growth_per_decade and catalogue_hours:
+      decades = math.log10(max(catalogue_hours, self.smallest_hours) / self.reference_hours)
+      score += float(np.interp(t, x, np.asarray(self.growth_per_decade))) * decades
+    return min(score, 1.0)
 
-  def describe(self) -> str:
+  def extrapolated(self, catalogue_hours: float) -> bool:
+    """Whether `catalogue_hours` is over twice the largest catalogue measured."""
+    return bool(self.growth_per_decade and self.reference_hours and
+                catalogue_hours > 2 * self.reference_hours)
+
+  def describe(self, catalogue_hours: float | None = None) -> str:
     """One line for people: where it comes from and what it promises."""
     parts = [self.source]
     if self.fpr is not None:
       parts.append(f"{self.fpr:.1%} false positives")
-    if self.reference_hours is not None:
+    if self.growth_per_decade:
+      parts.append(f"measured against {self.smallest_hours:.1f} and {self.reference_hours:.1f} h "
+                   "of music, scaled to the catalogue's size")
+      if catalogue_hours and self.extrapolated(catalogue_hours):
+        parts.append(f"extrapolated to {catalogue_hours:.0f} h: `nafp calibrate` measures it")
+    elif self.reference_hours is not None:
       parts.append(f"measured against {self.reference_hours:.1f} h of music")
     return ", ".join(parts)
 
   def to_json(self) -> dict[str, Any]:
     return {"durations_s": list(self.durations_s), "scores": list(self.scores), "fpr": self.fpr,
             "source": self.source, "negatives": list(self.negatives),
-            "reference_hours": self.reference_hours, "reference_tracks": self.reference_tracks}
+            "reference_hours": self.reference_hours, "reference_tracks": self.reference_tracks,
+            "growth_per_decade": list(self.growth_per_decade),
+            "smallest_hours": self.smallest_hours}
 
   @classmethod
   def from_json(cls, value: Any, fpr: float | None = None) -> NoMatchThreshold | None:
@@ -93,10 +126,26 @@ class NoMatchThreshold:
     return cls(tuple(float(d) for d in value["durations_s"]),
                tuple(float(s) for s in value["scores"]), value.get("fpr"), value["source"],
                tuple(int(n) for n in value.get("negatives", ())), value.get("reference_hours"),
-               value.get("reference_tracks"))
+               value.get("reference_tracks"),
+               tuple(float(g) for g in value.get("growth_per_decade", ())),
+               value.get("smallest_hours"))
 
   def with_source(self, source: str) -> NoMatchThreshold:
     return dataclasses.replace(self, source=source)
+
+
+def with_growth(small: NoMatchThreshold, large: NoMatchThreshold) -> NoMatchThreshold:
+  """`large`'s table with the per-decade rise from `small` (the same durations, a smaller
+  reference catalogue); a fall (sampling noise) counts as no rise."""
+  if small.durations_s != large.durations_s:
+    raise ValueError("the two tables must have the same durations")
+  if not (small.reference_hours and large.reference_hours and
+          large.reference_hours > small.reference_hours):
+    raise ValueError("the second table must be measured against the larger catalogue")
+  decades = math.log10(large.reference_hours / small.reference_hours)
+  growth = tuple(round(max(0.0, (b - a) / decades), 6) for a, b in zip(small.scores, large.scores))
+  return dataclasses.replace(large, growth_per_decade=growth,
+                             smallest_hours=small.reference_hours)
 
 
 def from_negative_scores(best_scores: Mapping[float, Sequence[float]], fpr: float, source: str,

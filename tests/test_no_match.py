@@ -105,7 +105,7 @@ def test_new_catalogue_starts_with_the_model_default_and_query_says_so(
   results = json.loads(out)
   assert [r["match"] for r in results] == [False, False, True]
   for r in results:
-    assert r["threshold"] == pytest.approx(cat.threshold.at(3.0), abs=1e-5)
+    assert r["threshold"] == pytest.approx(cat.threshold.at(3.0, cat.hours), abs=1e-5)
     assert r["threshold_source"] == "model default" and r["threshold_fpr"] == 0.01
     assert set(r["timings_s"]) == {"load", "fingerprint", "search"}
   code, out, _ = _run(capsys, "query", clip, "--db", db, "--model", model)
@@ -118,3 +118,21 @@ def test_new_catalogue_starts_with_the_model_default_and_query_says_so(
   assert catalogue_lib.Catalogue(db).threshold.source == "calibrated"
   code, out, _ = _run(capsys, "list", "--db", db)
   assert "no-match threshold: calibrated" in out
+
+
+def test_a_default_follows_the_catalogue_size_it_was_measured_across():
+  small = no_match.NoMatchThreshold((1.0, 10.0), (0.70, 0.40), 0.01, "model default",
+                                    reference_hours=1.0)
+  large = no_match.NoMatchThreshold((1.0, 10.0), (0.80, 0.38), 0.01, "model default",
+                                    reference_hours=10.0)
+  t = no_match.with_growth(small, large)
+  assert t.growth_per_decade == (0.1, 0.0)  # a fall counts as no rise
+  assert t.at(1.0, 10.0) == pytest.approx(0.80) and t.at(1.0, 100.0) == pytest.approx(0.90)
+  assert t.at(1.0, 1.0) == pytest.approx(0.70) and t.at(1.0, 0.01) == pytest.approx(0.70)
+  assert t.at(1.0, 1e6) == 1.0 and t.at(1.0) == pytest.approx(0.80)
+  assert t.at(10.0, 1000.0) == pytest.approx(0.38)
+  assert not t.extrapolated(15.0) and t.extrapolated(25.0)
+  assert "extrapolated to 25 h" in t.describe(25.0)
+  assert no_match.NoMatchThreshold.from_json(t.to_json()) == t
+  with pytest.raises(ValueError, match="larger catalogue"):
+    no_match.with_growth(large, small)

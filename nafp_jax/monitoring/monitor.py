@@ -70,7 +70,7 @@ def monitor_stream(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
   window_frames, hop_frames, phases, count = _window_geometry(settings)
   threshold = settings.threshold
   if threshold is None and cat.threshold is not None:
-    threshold = cat.threshold.at(settings.window_s)
+    threshold = cat.threshold.at(settings.window_s, cat.hours)
   index = cat.neighbor_index(backend)
   stream = StreamFingerprints(fingerprinter, settings.frame_step)
   tracker = Tracker(settings.confirm_s, settings.max_gap_s, settings.offset_tolerance_s,
