@@ -12,11 +12,17 @@ SNR) in LARGE.  Printed per query duration: the threshold measured on each catal
 the false-positive rate on LARGE of the threshold measured on SMALL (what a user whose
 catalogue grows ten-fold gets), and the share of positives each threshold accepts.
 
-Catalogues are kept under --work, so a rerun only searches.
+With --unseen=FOLDER (music the model never saw, e.g. the DEV split: it is only
+measured here, never calibrated on), the false-positive rate of its clips against both
+catalogues at the model's shipped default threshold (no_match.json, scaled to each
+catalogue's size) is printed too; --unseen_only prints only that.
+
+Catalogues and scores are kept under --work, so a rerun only computes what is new.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from absl import app, flags
@@ -32,6 +38,9 @@ flags.DEFINE_integer("positives", 100, "Positive clips per duration and kind.")
 flags.DEFINE_float("fpr", 0.01, "False-positive rate the thresholds are set at.")
 flags.DEFINE_integer("small_every", 10, "SMALL holds every n-th reference track (as "
                      "calibration.SMALL_REFERENCE_EVERY).")
+flags.DEFINE_string("unseen", None, "Music the model never saw, for its false-positive rate "
+                    "against LARGE (evaluation audio may serve: it only measures).")
+flags.DEFINE_bool("unseen_only", False, "Only the --unseen report (the catalogues are reused).")
 flags.mark_flags_as_required(["audio", "noise", "work"])
 
 
@@ -81,6 +90,15 @@ def _positive_scores(cat, fingerprinter, durations, per_duration: int, noise_fil
   return scores
 
 
+def _cached(path: Path, compute) -> dict[float, list[float]]:
+  """Scores per duration, computed once per --work folder (a rerun reads them)."""
+  if path.exists():
+    return {float(d): v for d, v in json.loads(path.read_text()).items()}
+  scores = compute()
+  path.write_text(json.dumps({str(d): [float(x) for x in v] for d, v in scores.items()}))
+  return scores
+
+
 def main(_):
   from nafp_jax import cpu_devices  # pylint: disable=g-import-not-at-top
   cpu_devices.split_cpu_into_devices()
@@ -91,6 +109,15 @@ def main(_):
 
   fingerprinter = Fingerprinter(load_encoder(Path(FLAGS.model).expanduser()))
   work = Path(FLAGS.work).expanduser()
+  if FLAGS.unseen_only:
+    reference, _ = calibration.split_by_source([Path(a).expanduser() for a in FLAGS.audio.split(",")])
+    cats = {"small": _catalogue(work / f"small-{fingerprinter.bundle.identity[:12]}",
+                                calibration.small_reference(reference, FLAGS.small_every),
+                                fingerprinter),
+            "large": _catalogue(work / f"large-{fingerprinter.bundle.identity[:12]}", reference,
+                                fingerprinter)}
+    _unseen_report(cats, fingerprinter, no_match.DEFAULT_DURATIONS_S, work)
+    return
   reference, negatives = calibration.split_by_source(
       [Path(a).expanduser() for a in FLAGS.audio.split(",")])
   small = calibration.small_reference(reference, FLAGS.small_every)
@@ -100,16 +127,18 @@ def main(_):
                               fingerprinter)}
   durations = no_match.DEFAULT_DURATIONS_S
   hours = {k: c.hours for k, c in cats.items()}
-  neg = {k: calibration.negative_best_scores(c, fingerprinter, negatives, durations,
-                                             FLAGS.clips, seed=0)
+  neg = {k: _cached(work / f"negatives-{k}-{FLAGS.clips}.json",
+                    lambda c=c: calibration.negative_best_scores(c, fingerprinter, negatives,
+                                                                 durations, FLAGS.clips, seed=0))
          for k, c in cats.items()}
   thresholds = {k: no_match.from_negative_scores(s, FLAGS.fpr, "calibrated", hours[k])
                 for k, s in neg.items()}
   noise_files = audio_io.find_audio_files(Path(FLAGS.noise).expanduser())[:40]
-  pos = {"clean": _positive_scores(cats["large"], fingerprinter, durations, FLAGS.positives,
-                                   noise_files, None, 1),
-         "noise 5 dB": _positive_scores(cats["large"], fingerprinter, durations,
-                                        FLAGS.positives, noise_files, 5.0, 2)}
+  pos = {kind: _cached(work / f"positives-{kind.replace(' ', '')}-{FLAGS.positives}.json",
+                       lambda snr=snr, seed=seed: _positive_scores(
+                           cats["large"], fingerprinter, durations, FLAGS.positives,
+                           noise_files, snr, seed))
+         for kind, snr, seed in (("clean", None, 1), ("noise 5 dB", 5.0, 2))}
 
   print(f"\nSMALL {hours['small']:.2f} h ({len(cats['small'].tracks)} tracks), LARGE "
         f"{hours['large']:.2f} h ({len(cats['large'].tracks)} tracks); thresholds at "
@@ -126,6 +155,37 @@ def main(_):
     print(f"| {d:g} s | {ts:.3f} | {tl:.3f} | {fpr_up:.1%} (n={len(neg['large'][d])}) | "
           f"{fpr_down:.1%} | {acc['clean'][0]:.0%} / {acc['clean'][1]:.0%} | "
           f"{acc['noise 5 dB'][0]:.0%} / {acc['noise 5 dB'][1]:.0%} |")
+
+
+  if FLAGS.unseen:
+    _unseen_report(cats, fingerprinter, durations, work)
+
+
+def _unseen_report(cats, fingerprinter, durations, work: Path) -> None:
+  """False positives of music the model never saw, against both catalogues, at the model's
+  default threshold scaled to each catalogue's size."""
+  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
+  default = no_match.read_model_default(Path(FLAGS.model).expanduser())
+  if default is None:
+    raise SystemExit(f"{FLAGS.model}: no default threshold to check (run calibrate-model)")
+  files = audio_io.find_audio_files(Path(FLAGS.unseen).expanduser())
+  print(f"\nMusic the model never saw ({len(files)} files of --unseen) at the model's default "
+        f"threshold ({default.describe()})")
+  print("| clip | " + " | ".join(f"{k.upper()} {c.hours:.2f} h: threshold, false positives"
+                                 for k, c in cats.items()) + " |")
+  print("|---|" + "---|" * len(cats))
+  scores = {k: _cached(work / f"unseen-{k}-{FLAGS.clips}.json",
+                       lambda c=c: calibration.negative_best_scores(
+                           c, fingerprinter, files, durations, FLAGS.clips, seed=0))
+            for k, c in cats.items()}
+  for d in durations:
+    cells = []
+    for k, c in cats.items():
+      t = default.at(d, c.hours)
+      v = np.asarray(scores[k][d])
+      cells.append(f"{t:.3f}, {np.mean(v >= t):.1%} (n={v.size})")
+    print(f"| {d:g} s | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -80,13 +80,13 @@ class NoMatchThreshold:
 
   def at(self, duration_s: float, catalogue_hours: float | None = None) -> float:
     """The threshold for a query of `duration_s` seconds against `catalogue_hours` of audio."""
-    x = np.log(np.asarray(self.durations_s, np.float64))
-    t = math.log(max(duration_s, 1e-3))
-    score = float(np.interp(t, x, np.asarray(self.scores)))
+    scores = np.asarray(self.scores, np.float64)
     if self.growth_per_decade and catalogue_hours:
       decades = math.log10(max(catalogue_hours, self.smallest_hours) / self.reference_hours)
-      score += float(np.interp(t, x, np.asarray(self.growth_per_decade))) * decades
-    return min(score, 1.0)
+      scores = scores + np.asarray(self.growth_per_decade) * decades
+      scores = np.maximum.accumulate(scores[::-1])[::-1]  # never higher for a longer query
+    x = np.log(np.asarray(self.durations_s, np.float64))
+    return min(float(np.interp(math.log(max(duration_s, 1e-3)), x, scores)), 1.0)
 
   def extrapolated(self, catalogue_hours: float) -> bool:
     """Whether `catalogue_hours` is over twice the largest catalogue measured."""
