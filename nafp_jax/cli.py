@@ -317,8 +317,21 @@ def cmd_remove(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-  from nafp_jax import calibration, catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax import calibration, catalogue as catalogue_lib, no_match  # pylint: disable=g-import-not-at-top
   cat, fingerprinter = _load(args)
+  if args.model_default:
+    if args.negatives:
+      raise ValueError("give audio to measure on, or --model-default, not both")
+    threshold = no_match.read_model_default(model_path(args.model))
+    if threshold is None:
+      raise ValueError(f"{model_path(args.model)}: the model has no default no-match threshold; "
+                       "`nafp calibrate-model` measures one")
+    catalogue_lib.update(cat, manifest_changes={"threshold": threshold.to_json(),
+                                                "threshold_fpr": threshold.fpr})
+    print(f"{cat.root}: no-match threshold set to {threshold.describe(cat.hours)}")
+    return 0
+  if not args.negatives:
+    raise ValueError("give audio that is not in the catalogue to measure on (or --model-default)")
   threshold = calibration.calibrate_catalogue(
       cat, fingerprinter, args.negatives, args.fpr, args.durations, args.clips,
       progress=not args.quiet,
@@ -517,8 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
   p = add("calibrate", cmd_calibrate,
           "Replace the catalogue's no-match threshold by one measured on audio that is NOT in "
           "the catalogue (music of the kind users will query, ideally minutes of it).")
-  p.add_argument("negatives", nargs="+", help="audio files/folders not in the catalogue")
+  p.add_argument("negatives", nargs="*", help="audio files/folders not in the catalogue")
   p.add_argument("--model")
+  p.add_argument("--model-default", action="store_true",
+                 help="set the model's default threshold instead of measuring one (for a "
+                      "catalogue made before its model had one)")
   _add_calibration_options(p)
 
   p = sub.add_parser("calibrate-model", help="Measure a model's default no-match threshold and "

@@ -118,6 +118,12 @@ def test_new_catalogue_starts_with_the_model_default_and_query_says_so(
   assert catalogue_lib.Catalogue(db).threshold.source == "calibrated"
   code, out, _ = _run(capsys, "list", "--db", db)
   assert "no-match threshold: calibrated" in out
+  # ... and --model-default puts the model's back (e.g. on a catalogue older than it).
+  code, out, _ = _run(capsys, "calibrate", "--model-default", "--db", db, "--model", model)
+  assert code == 0 and catalogue_lib.Catalogue(db).threshold.source == "model default"
+  code, _, err = _run(capsys, "calibrate", "--model-default", "--db", tmp_path / "plain",
+                      "--model", model_dir)
+  assert code == 1 and "has no default" in err
 
 
 def test_a_default_follows_the_catalogue_size_it_was_measured_across():
