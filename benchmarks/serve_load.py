@@ -50,6 +50,20 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _wait_ready(port: int, timeout_s: float = 120.0) -> None:
+  deadline = time.time() + timeout_s
+  while time.time() < deadline:
+    try:
+      conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+      conn.request("GET", "/readyz")
+      if conn.getresponse().status == 200:
+        return
+    except OSError:
+      pass
+    time.sleep(0.2)
+  raise SystemExit(f"the server on port {port} did not become ready in {timeout_s:.0f} s")
+
+
 def _rss_mb(pid: int) -> float:
   for line in Path(f"/proc/{pid}/status").read_text().splitlines():
     if line.startswith("VmRSS:"):
@@ -109,7 +123,7 @@ def _level(port: int, clips, clients: int, seconds: float, max_requests: int) ->
     runs = list(pool.map(lambda _: _client(port, clips, stop_at, budget), range(clients)))
   wall = time.perf_counter() - start
   done = [r for run in runs for r in run]
-  latency = np.array([d[0] for d in done if d[1] == 200]) * 1000
+  latency = np.array([d[0] for d in done if d[1] == 200] or [np.nan]) * 1000
   statuses = [d[1] for d in done]
   return {"clients": clients, "requests": len(done), "throughput": len(latency) / wall,
           "p50": np.percentile(latency, 50), "p95": np.percentile(latency, 95),
@@ -139,6 +153,7 @@ def main(_):
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
       server.stdout.readline()
+      _wait_ready(port)
       print(f"server up in {time.perf_counter() - started:.1f} s; cores: {os.cpu_count()}; "
             f"{FLAGS.clip_s:g} s clips")
       rss_before = _rss_mb(server.pid)
@@ -150,6 +165,9 @@ def main(_):
         rows.append(_level(port, clips, clients, FLAGS.seconds, FLAGS.max_requests))
         _print(rows[-1])
       if FLAGS.update_audio:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/info")
+        generation = json.loads(conn.getresponse().read())["generation"]
         indexer = subprocess.Popen(
             [sys.executable, "-m", "nafp_jax.cli", "index", FLAGS.update_audio, "--db",
              str(served), "--quiet"] + (["--model", FLAGS.model] if FLAGS.model else []),
@@ -157,11 +175,16 @@ def main(_):
         row = _level(port, clips, 8, FLAGS.seconds, FLAGS.max_requests)
         indexer.wait()
         _print(row, " (index update during the run)")
-        time.sleep(1.5)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("GET", "/info")
-        info = json.loads(conn.getresponse().read())
-        print(f"after the update: generation {info['generation']}, {info['tracks']} tracks, "
+        deadline = time.time() + 120  # the new generation loads in the background
+        while True:
+          conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+          conn.request("GET", "/info")
+          info = json.loads(conn.getresponse().read())
+          if info["generation"] != generation or time.time() > deadline:
+            break
+          time.sleep(0.5)
+        print(f"after the update: generation {generation} -> {info['generation']}, "
+              f"{info['tracks']} tracks, "
               f"switch refused: {info['switch_refused']}")
       print(f"server memory (RSS): {rss_before:.0f} MB before, {_rss_mb(server.pid):.0f} MB after")
       if rows and rows[0]["clients"] == 1:
