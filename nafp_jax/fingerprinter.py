@@ -166,13 +166,16 @@ class Fingerprinter:
     return frontend.num_frames(samples) >= frontend.WINDOW_FRAMES
 
   @staticmethod
+  def too_short_message(samples: int, name: str = "query") -> str:
+    return (f"{name} of {samples / frontend.SAMPLE_RATE:.2f} s is shorter than one fingerprint "
+            f"({frontend.SEGMENT_SAMPLES / frontend.SAMPLE_RATE:.2f} s)")
+
+  @staticmethod
   def _query_starts(samples: int, phases: int) -> np.ndarray:
     frames = frontend.num_frames(samples)
     spare = frames - frontend.WINDOW_FRAMES  # frames a window can start at, beyond 0
     if spare < 0:
-      raise QueryTooShortError(
-          f"query of {samples / frontend.SAMPLE_RATE:.2f} s is shorter than one "
-          f"fingerprint ({frontend.SEGMENT_SAMPLES / frontend.SAMPLE_RATE:.2f} s)")
+      raise QueryTooShortError(Fingerprinter.too_short_message(samples))
     phases = max(1, min(phases, spare + 1))
     m = 1 + (spare - (phases - 1)) // frontend.WINDOW_HOP_FRAMES
     return np.arange(phases)[:, None] + frontend.WINDOW_HOP_FRAMES * np.arange(m)[None, :]

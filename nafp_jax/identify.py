@@ -20,7 +20,6 @@ import numpy as np
 
 from input_pipeline import audio_io, read_ahead
 from nafp_jax import catalogue as catalogue_lib
-from nafp_jax import frontend
 from nafp_jax.fingerprinter import Fingerprinter, QueryTooShortError
 from nafp_jax.search.subsequence import Match, subsequence_search_batch
 
@@ -168,9 +167,7 @@ def identify_batch(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
   searched = []
   for i, (wave, name) in enumerate(zip(waves, names)):
     if not fingerprinter.is_long_enough(wave.shape[0]):
-      results[i] = QueryTooShortError(
-          f"{name}: {wave.shape[0] / audio_io.TARGET_SR:.2f} s is shorter than one fingerprint "
-          f"({frontend.SEGMENT_SAMPLES / audio_io.TARGET_SR:.2f} s)")
+      results[i] = QueryTooShortError(fingerprinter.too_short_message(wave.shape[0], name))
     else:
       searched.append(i)
   start = time.perf_counter()

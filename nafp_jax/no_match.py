@@ -189,12 +189,18 @@ def read_model_default(model_folder: str | os.PathLike) -> NoMatchThreshold | No
   return threshold.with_source("model default") if threshold else None
 
 
+def check_model_folder(model_folder: str | os.PathLike) -> Path:
+  """`model_folder` if it is an exported model folder (where a default can be stored)."""
+  folder = Path(model_folder)
+  if not (folder / "config.json").is_file() or not (folder / "variables.msgpack").is_file():
+    raise FileNotFoundError(f"{folder}: not an exported model folder (config.json and "
+                            "variables.msgpack); export it with `nafp export-model` first")
+  return folder
+
+
 def write_model_default(model_folder: str | os.PathLike, threshold: NoMatchThreshold) -> Path:
   """Store `threshold` as the model folder's default (atomically: a reader sees old or new)."""
-  folder = Path(model_folder)
-  if not (folder / "config.json").is_file():
-    raise FileNotFoundError(f"{folder}: not an exported model folder (no config.json); export "
-                            "it with `nafp export-model` first")
+  folder = check_model_folder(model_folder)
   tmp = folder / (MODEL_FILE + ".tmp")
   tmp.write_text(json.dumps(threshold.with_source("model default").to_json(), indent=2,
                             allow_nan=False) + "\n")

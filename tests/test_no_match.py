@@ -81,6 +81,10 @@ def test_new_catalogue_starts_with_the_model_default_and_query_says_so(
                       "--model", model, "--quiet")
   assert code == 0 and "no default no-match threshold" in err
 
+  # A folder that cannot hold a default is refused before any work is done.
+  (tmp_path / "workdir").mkdir()
+  code, _, err = _run(capsys, "calibrate-model", tmp_path / "workdir", sources, "--quiet")
+  assert code == 1 and "not an exported model folder" in err
   code, out, _ = _run(capsys, "calibrate-model", model, sources, "--durations", "1,3",
                       "--clips", 12, "--quiet")
   assert code == 0 and "model default" in out
