@@ -76,12 +76,13 @@ def measured_matmul_flops(mesh, dtype: str, n: int) -> float:
 def _timed_step(config, batch: int, lowering, mesh):
   """Returns (compile_s, flops, run): XLA's FLOPs per step (all devices) and run(steps),
   which times `steps` train steps in seconds."""
-  from nafp_jax import frontend, optimizers, sharding, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax import frontend, loss as loss_lib, optimizers, sharding, train  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
   model = create_model(config.model, lowering=lowering)
   tx, schedule = optimizers.create_optimizer(config.optimizer, 1000)
   state = train.create_train_state(model, tx, jax.random.PRNGKey(0), sharding.replicated(mesh))
-  step = jax.jit(functools.partial(train.train_step, temperature=config.loss.temperature,
+  step = jax.jit(functools.partial(train.train_step,
+                                   loss_settings=loss_lib.LossSettings.from_config(config.loss),
                                    schedule=schedule),
                  in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
                  donate_argnums=0)

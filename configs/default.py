@@ -28,7 +28,11 @@ def get_config() -> ml_collections.ConfigDict:
       input_offset_db=0.0,
       input_scale_db=16.0,
   ))
-  config.loss = ml_collections.ConfigDict(dict(temperature=0.1))
+  # NT-Xent at `temperature`; the rest are recipe options (nafp_jax/loss.py): the triplet
+  # loss instead ("semi_hard_triplet", `margin`), a queue of `queue_size` negatives from
+  # earlier batches, and leaving crops of the same track out of each other's negatives.
+  config.loss = ml_collections.ConfigDict(dict(
+      name="nt_xent", temperature=0.1, margin=0.2, queue_size=0, mask_same_track=False))
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adam", learning_rate=1e-4, schedule="constant", warmup_steps=0,
       final_lr_fraction=0.0, b1=0.9, b2=0.999, weight_decay=0.0, momentum=0.9,

@@ -27,6 +27,12 @@ RESUMABLE_KEYS = frozenset({
     # workdir recorded before the key existed resumes too.
     "init_from",
 })
+# Keys added after runs were recorded, with the value that reproduces what those runs did:
+# a stored config without the key resumes when the new one holds this value.
+ADDED_KEY_DEFAULTS = {
+    "loss.name": "nt_xent", "loss.margin": 0.2, "loss.queue_size": 0,
+    "loss.mask_same_track": False,
+}
 _CONFIG_FILE = "config.json"
 
 
@@ -51,7 +57,7 @@ def check_or_record_config(workdir: str | os.PathLike, config: ml_collections.Co
   path = epath.Path(workdir) / _CONFIG_FILE
   current = json.loads(config.to_json_best_effort())
   if has_checkpoint and path.exists():
-    stored = _flatten(json.loads(path.read_text()))
+    stored = {**ADDED_KEY_DEFAULTS, **_flatten(json.loads(path.read_text()))}
     now = _flatten(current)
     diffs = sorted(k for k in set(stored) | set(now)
                    if k not in RESUMABLE_KEYS and stored.get(k) != now.get(k))

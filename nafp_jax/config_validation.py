@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from nafp_jax.loss import LOSSES
+
 _OPTIMIZERS = ("adam", "adamw", "lamb", "lars")
 _SCHEDULES = ("constant", "cosine")
 # The attention encoder's input is 64 x 96; a stem and six blocks (five of stride 2) end at 2 x 3.
@@ -39,6 +41,21 @@ def _widths(name: str, value: Any, count: int) -> Sequence[int]:
   return value
 
 
+def _loss(loss: ml_collections.ConfigDict) -> None:
+  _positive("loss.temperature", loss.temperature)
+  name = loss.get("name", "nt_xent")
+  if name not in LOSSES:
+    raise ConfigError(f"loss.name must be one of {', '.join(LOSSES)}, got {name!r}")
+  if name == "semi_hard_triplet":
+    _positive("loss.margin", loss.margin)
+  queue = loss.get("queue_size", 0)
+  if not (isinstance(queue, int) and not isinstance(queue, bool) and queue >= 0):
+    raise ConfigError(f"loss.queue_size must be a whole number >= 0, got {queue!r}")
+  if queue and name != "nt_xent":
+    raise ConfigError("loss.queue_size is an option of the nt_xent loss; the triplet loss "
+                      "mines its negatives in the batch")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raise ConfigError for the first value that cannot train."""
   m = config.model
@@ -59,7 +76,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f"{features} output features (model.widths[-1] = {widths[-1]})")
   if m.get("input_scale_db") is not None:
     _positive("model.input_scale_db", m.input_scale_db)
-  _positive("loss.temperature", config.loss.temperature)
+  _loss(config.loss)
   o = config.optimizer
   if o.name not in _OPTIMIZERS:
     raise ConfigError(f"optimizer.name must be one of {', '.join(_OPTIMIZERS)}, got {o.name!r}")

@@ -44,21 +44,26 @@ class TrainingInterrupted(Exception):
 
 
 class TrainState(train_state.TrainState):
-  """Params, optimizer state, BatchNorm statistics and the base RNG key."""
+  """Params, optimizer state, BatchNorm statistics, the base RNG key and the loss's state
+  (a queue of negatives, or None: loss.loss_state_template)."""
   batch_stats: Any
   rng: jax.Array
+  loss_state: Any = None
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-                       out_sharding: jax.sharding.Sharding | None = None) -> TrainState:
-  """Initialise parameters (on a dummy segment batch) and optimizer state in one jit."""
+                       out_sharding: jax.sharding.Sharding | None = None,
+                       loss_state: Any = None) -> TrainState:
+  """Initialise parameters (on a dummy segment batch) and optimizer state in one jit;
+  `loss_state` is the loss's initial state (loss.loss_state_template)."""
 
   def init(rng):
     init_rng, state_rng = jax.random.split(rng)
     dummy = jnp.zeros((2, frontend.N_MELS, frontend.WINDOW_FRAMES, 1), jnp.float32)
     variables = model.init({"params": init_rng, "dropout": init_rng}, dummy, train=False)
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=variables.get("batch_stats", {}), rng=state_rng)
+                             batch_stats=variables.get("batch_stats", {}), rng=state_rng,
+                             loss_state=loss_state)
 
   # Non-partitionable threefry compiles the ~250 initialisers 2x faster on CPU; the
   # parameters are replicated, so the partitionable variant buys nothing here.
@@ -80,18 +85,27 @@ def _embed_pairs(state: TrainState, params, batch, train: bool, rng):
   return state.apply_fn(variables, x, train=False), state.batch_stats
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, temperature: float,
+def train_step(state: TrainState, batch: dict[str, jax.Array], *,
+               loss_settings: loss_lib.LossSettings,
                schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimisation step on the global batch (pure)."""
+  """One optimisation step on the global batch (pure).
+
+  `batch["track"]` (optional) holds the pairs' track ids, for `mask_same_track`.
+  """
   n = batch["anchor"].shape[0]
+  tracks = batch.get("track")
   rng = jax.random.fold_in(state.rng, state.step)
 
   def loss_fn(params):
     emb, new_stats = _embed_pairs(state, params, batch, True, rng)
-    return loss_lib.nt_xent(emb[:n], emb[n:], temperature), (emb, new_stats)
+    loss = loss_lib.training_loss(loss_settings, emb[:n], emb[n:], tracks, state.loss_state)
+    return loss, (emb, new_stats)
 
   (loss, (emb, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  new_state = state.apply_gradients(grads=grads, batch_stats=new_stats)
+  loss_state = state.loss_state
+  if loss_state is not None:
+    loss_state = loss_lib.push_queue(loss_state, emb, tracks)
+  new_state = state.apply_gradients(grads=grads, batch_stats=new_stats, loss_state=loss_state)
   metrics = {
       "loss": loss,
       "top1": loss_lib.retrieval_accuracy(emb[:n], emb[n:], 1),
@@ -105,7 +119,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, temperature: f
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
               temperature: float) -> dict[str, jax.Array]:
-  """Loss and in-batch retrieval accuracy with BatchNorm in inference mode."""
+  """NT-Xent and in-batch retrieval accuracy with BatchNorm in inference mode: the same
+  measure whatever loss trains (no queue, no masking), so runs compare."""
   n = batch["anchor"].shape[0]
   emb, _ = _embed_pairs(state, state.params, batch, False, None)
   return {"loss": loss_lib.nt_xent(emb[:n], emb[n:], temperature),
@@ -163,9 +178,11 @@ def create_pair_sources(config: ml_collections.ConfigDict):
   return train, evaluation
 
 
-def _numpy_batches(ds) -> Iterator[dict[str, np.ndarray]]:
+def _numpy_batches(ds, host: int = 0, hosts: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """Batches as numpy; track ids made unique across hosts (each host numbers its own files)."""
   for batch in ds.as_numpy_iterator():
-    yield {"anchor": batch["anchor"], "positive": batch["positive"], "index": batch["index"]}
+    yield {"anchor": batch["anchor"], "positive": batch["positive"], "index": batch["index"],
+           "track": (batch["track"] * hosts + host).astype(np.int32)}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -192,7 +209,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   model = create_model(config.model, lowering=lowering_for(jax.default_backend(), training=True))
   tx, schedule = optimizers.create_optimizer(config.optimizer, config.optimizer.schedule_steps)
   replicated = sharding.replicated(mesh)
-  state = create_train_state(model, tx, jax.random.PRNGKey(config.seed), replicated)
+  loss_settings = loss_lib.LossSettings.from_config(config.loss)
+  state = create_train_state(
+      model, tx, jax.random.PRNGKey(config.seed), replicated,
+      loss_lib.loss_state_template(loss_settings, config.model.embedding_dim))
 
   positions = [0] * jax.process_count()
   restored = checkpointing.restore_latest(
@@ -211,10 +231,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   train_source, eval_source = create_pair_sources(config)
   host = jax.process_index()
   train_iter = _numpy_batches(pairs.pair_dataset(
-      train_source, host_batch, config.seed, positions[host], host=host))
+      train_source, host_batch, config.seed, positions[host], host=host), host,
+      jax.process_count())
   eval_batches = None
 
-  jit_train = jax.jit(functools.partial(train_step, temperature=config.loss.temperature,
+  jit_train = jax.jit(functools.partial(train_step, loss_settings=loss_settings,
                                         schedule=schedule),
                       in_shardings=(replicated, sharding.batch_sharded(mesh)),
                       out_shardings=(replicated, replicated), donate_argnums=0)

@@ -58,7 +58,7 @@ def main() -> int:
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from nafp_jax import checkpointing, cli, sharding, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax import checkpointing, cli, loss as loss_lib, sharding, train  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
 
   out = Path(args.out)
@@ -73,7 +73,8 @@ def main() -> int:
   tx, schedule = optax.sgd(learning_rate), optax.constant_schedule(learning_rate)
   state = train.create_train_state(create_model(config.model), tx, jax.random.PRNGKey(0),
                                    replicated)
-  step = jax.jit(functools.partial(train.train_step, temperature=config.loss.temperature,
+  step = jax.jit(functools.partial(train.train_step,
+                                   loss_settings=loss_lib.LossSettings.from_config(config.loss),
                                    schedule=schedule),
                  in_shardings=(replicated, sharding.batch_sharded(mesh)),
                  out_shardings=(replicated, replicated))

@@ -200,3 +200,35 @@ def test_a_workdir_recorded_before_init_from_existed_resumes(tmp_path):
   del recorded["init_from"]
   (tmp_path / "config.json").write_text(json.dumps(recorded))
   assert int(train.train_and_evaluate(_config(num_train_steps=2), str(tmp_path)).step) == 2
+
+
+def test_queue_of_negatives_and_track_masking_train_and_resume_exactly(tmp_path):
+  def config(steps):
+    c = _config(num_train_steps=steps)
+    c.loss.queue_size = 24
+    c.loss.mask_same_track = True
+    return c
+
+  straight = train.train_and_evaluate(config(3), str(tmp_path / "a"))
+  # Batches of 2 x 8 rows fill the 24-row queue by the second step.
+  assert np.asarray(straight.loss_state["valid"]).all()
+  assert (np.asarray(straight.loss_state["tracks"]) >= 0).all()
+  train.train_and_evaluate(config(1), str(tmp_path / "b"))
+  resumed = train.train_and_evaluate(config(3), str(tmp_path / "b"))
+  jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(resumed))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.loss_state),
+               jax.device_get(resumed.loss_state))
+
+
+def test_a_run_recorded_before_the_loss_options_existed_resumes(tmp_path):
+  import json
+  train.train_and_evaluate(_config(num_train_steps=1), str(tmp_path))
+  recorded = json.loads((tmp_path / "config.json").read_text())
+  for key in ("name", "margin", "queue_size", "mask_same_track"):
+    del recorded["loss"][key]
+  (tmp_path / "config.json").write_text(json.dumps(recorded))
+  assert int(train.train_and_evaluate(_config(num_train_steps=2), str(tmp_path)).step) == 2
+  other = _config(num_train_steps=3)
+  other.loss.mask_same_track = True
+  with pytest.raises(checkpointing.ConfigMismatchError, match="loss.mask_same_track"):
+    train.train_and_evaluate(other, str(tmp_path))
