@@ -65,7 +65,7 @@ def cmd_monitor(args) -> int:
   from nafp_jax.monitoring import audio_stream, timeline  # pylint: disable=g-import-not-at-top
   from nafp_jax.monitoring.monitor import MonitorSettings, monitor_stream  # pylint: disable=g-import-not-at-top
   settings = MonitorSettings(window_s=args.window_s, hop_s=args.hop_s, confirm_s=args.confirm_s,
-                             max_gap_s=args.max_gap_s)
+                             max_gap_s=args.max_gap_s, frame_step=args.frame_step)
   cat, fingerprinter = load_catalogue_and_model(args.db, args.model)
   if cat.threshold is None:
     print(f"warning: {cat.root} has no no-match threshold: every window's best track counts; "
@@ -146,6 +146,9 @@ def add_stream_parsers(add: Callable) -> None:
   p.add_argument("--channels", type=int, default=1, help="channels of standard input")
   p.add_argument("--window-s", type=float, default=5.0, help="length of each searched window")
   p.add_argument("--hop-s", type=float, default=1.0, help="a window every this many seconds")
+  p.add_argument("--frame-step", type=int, default=2,
+                 help="fingerprints start every this many 10 ms frames: 2 finds offsets to "
+                 "20 ms; 10 (one phase) is about 5x less fingerprinting")
   p.add_argument("--confirm-s", type=float, default=2.0,
                  help="agreeing windows this far apart confirm a detection")
   p.add_argument("--max-gap-s", type=float, default=8.0,

@@ -174,6 +174,15 @@ def test_monitor_scoring_counts_right_wrong_and_false_alarms():
   assert s["end_error_median_s"] == pytest.approx(1.5)    # 1 s and 2 s
   assert s["false_alarms"] == 1 and s["false_alarms_per_hour"] == pytest.approx(120.0)
   assert s["offset_within_50ms"] == 1.0 and s["real_time_factor"] == 10.0
+  # Latency: the first report of each found segment, against its true start; a report of a
+  # wrong track (over speech) or a later one of the same segment does not count.
+  started = [(Detection(0, 10.02, 1.0, 8.0, 0.9, 3), 8.5),
+             (Detection(3, 0.0, 35.0, 42.0, 0.8, 3), 42.5),
+             (Detection(1, -60.0, 62.0, 69.0, 0.9, 3), 69.5),
+             (Detection(1, -60.0, 76.0, 83.0, 0.9, 3), 83.5)]
+  s = monitor_eval.score(detections, truth, 100.0, 10.0, started).summary()
+  assert s["latency_median_s"] == pytest.approx(9.0)  # 8.5 and 9.5 s
+  assert s["latency_p90_s"] == pytest.approx(9.4)
 
 
 def test_programmes_are_reproducible_and_their_truth_matches_the_audio(music):  # pylint: disable=redefined-outer-name
@@ -205,10 +214,20 @@ def test_eval_monitor_command(tmp_path, model_dir, music):  # pylint: disable=re
   synthetic_audio.write_noise(tmp_path / "noise", 2, 10.0, seed=4)
   code = cli.main(["eval-monitor", "--db", str(db), "--model", str(model_dir), "--unknown",
                    str(music), "--noise", str(tmp_path / "noise"), "--programmes", "1",
-                   "--minutes", "1", "--window-s", "3", "--out", str(tmp_path / "out")])
+                   "--minutes", "1", "--window-s", "3", "--block-s", "0.5", "--frame-step",
+                   "10", "--out", str(tmp_path / "out")])
   assert code == 0
   results = json.loads((tmp_path / "out" / "results.json").read_text())
   assert 0 <= results["precision"] <= 1 and 0 <= results["recall"] <= 1
+  assert results["frame_step"] == 10 and results["block_s"] == 0.5
+  if results["recall"] > 0:  # a found segment is reported after it starts
+    assert results["latency_median_s"] > 0
   assert results["segments"] >= 1 and results["real_time_factor"] > 0
   assert (tmp_path / "out" / "programme-0.png").exists()
   assert (tmp_path / "out" / "programme-0.csv").exists()
+
+
+def test_monitor_settings_refuse_a_frame_step_that_does_not_divide_the_hop():
+  with pytest.raises(ValueError, match="frame_step must divide 10"):
+    MonitorSettings(frame_step=3)
+  assert MonitorSettings(frame_step=10).frame_step == 10

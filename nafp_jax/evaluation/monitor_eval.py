@@ -10,6 +10,10 @@ truth whose span it overlaps.  Reported:
   offset error   |detected - true| (track time - stream time) of right detections (s)
   false alarms   wrong detections lying mostly over audio not in the catalogue (unknown
                  music, speech, noise), per hour of such audio
+  latency        for each found segment, how much of the stream had been read when the monitor
+                 first reported it (its `started` event) minus the segment's true start: what a
+                 live listener waits, less the compute time (which a real-time factor above 1
+                 keeps small)
   real time      audio seconds monitored per second of wall time
 """
 
@@ -38,6 +42,7 @@ class MonitorScore:
   end_errors: list[float] = dataclasses.field(default_factory=list)
   offset_errors: list[float] = dataclasses.field(default_factory=list)
   false_alarms: int = 0
+  latencies: list[float] = dataclasses.field(default_factory=list)
   unknown_s: float = 0.0
   audio_s: float = 0.0
   wall_s: float = 0.0
@@ -58,15 +63,31 @@ class MonitorScore:
             "offset_error_median_s": median(self.offset_errors),
             "offset_within_50ms": (float(np.mean(np.asarray(self.offset_errors) <= 0.05))
                                    if self.offset_errors else float("nan")),
+            "latency_median_s": median(self.latencies),
+            "latency_p90_s": (float(np.percentile(self.latencies, 90)) if self.latencies
+                              else float("nan")),
             "false_alarms": self.false_alarms,
             "false_alarms_per_hour": self.false_alarms / max(self.unknown_s / 3600, 1e-9),
             "unknown_hours": self.unknown_s / 3600,
             "real_time_factor": self.audio_s / max(self.wall_s, 1e-9)}
 
 
+def _right_segment(d: Detection, catalogue: Sequence[Segment]) -> int | None:
+  """Index of the catalogue segment of d's track that d overlaps most, or None."""
+  candidates = [(i, _overlap(d.stream_start_s, d.stream_end_s, s.stream_start_s,
+                             s.stream_end_s)) for i, s in enumerate(catalogue)
+                if s.track == d.track]
+  candidates = [c for c in candidates if c[1] > 0]
+  return max(candidates, key=lambda c: c[1])[0] if candidates else None
+
+
 def score(detections: Sequence[Detection], truth: Sequence[Segment], audio_s: float,
-          wall_s: float) -> MonitorScore:
-  """Compare final detections with the programme's segments."""
+          wall_s: float, started: Sequence[tuple[Detection, float]] = ()) -> MonitorScore:
+  """Compare final detections with the programme's segments.
+
+  `started`: the monitor's first reports of detections (`final=False`), each with the
+  stream time read when it came; they give the latency of each found segment.
+  """
   result = MonitorScore(detections=len(detections), audio_s=audio_s, wall_s=wall_s)
   catalogue = [s for s in truth if s.kind == "catalogue"]
   others = [s for s in truth if s.kind != "catalogue"]
@@ -74,12 +95,8 @@ def score(detections: Sequence[Detection], truth: Sequence[Segment], audio_s: fl
   result.unknown_s = sum(s.stream_end_s - s.stream_start_s for s in others)
   hits: dict[int, list[Detection]] = {}
   for d in detections:
-    candidates = [(i, _overlap(d.stream_start_s, d.stream_end_s, s.stream_start_s,
-                               s.stream_end_s)) for i, s in enumerate(catalogue)
-                  if s.track == d.track]
-    candidates = [c for c in candidates if c[1] > 0]
-    if candidates:
-      i = max(candidates, key=lambda c: c[1])[0]
+    i = _right_segment(d, catalogue)
+    if i is not None:
       result.right += 1
       hits.setdefault(i, []).append(d)
       result.offset_errors.append(abs(float(d.offset_s) - catalogue[i].offset_s))
@@ -93,4 +110,10 @@ def score(detections: Sequence[Detection], truth: Sequence[Segment], audio_s: fl
     result.start_errors.append(abs(min(d.stream_start_s for d in found) -
                                    catalogue[i].stream_start_s))
     result.end_errors.append(abs(max(d.stream_end_s for d in found) - catalogue[i].stream_end_s))
+  first_report: dict[int, float] = {}
+  for d, read_s in started:
+    i = _right_segment(d, catalogue)
+    if i in hits:
+      first_report[i] = min(first_report.get(i, read_s), read_s)
+  result.latencies = [read_s - catalogue[i].stream_start_s for i, read_s in first_report.items()]
   return result

@@ -49,6 +49,9 @@ class MonitorSettings:
       raise ValueError(f"window_s must be at least 1.06 s, not {self.window_s}")
     if not 0 < self.hop_s <= self.window_s:
       raise ValueError(f"hop_s must be in (0, window_s], not {self.hop_s}")
+    if self.frame_step < 1 or frontend.WINDOW_HOP_FRAMES % self.frame_step:
+      raise ValueError(f"frame_step must divide {frontend.WINDOW_HOP_FRAMES} (frames per "
+                       f"fingerprint hop), not {self.frame_step}")
 
 
 def _window_geometry(settings: MonitorSettings) -> tuple[int, int, int, int]:
