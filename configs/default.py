@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   # loss instead ("semi_hard_triplet", `margin`), a queue of `queue_size` negatives from
   # earlier batches, and leaving crops of the same track out of each other's negatives.
   config.loss = ml_collections.ConfigDict(dict(
-      name="nt_xent", temperature=0.1, margin=0.2, queue_size=0, mask_same_track=False))
+      name="nt_xent", temperature=0.1, margin=0.5, queue_size=0, mask_same_track=False))
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adam", learning_rate=1e-4, schedule="constant", warmup_steps=0,
       final_lr_fraction=0.0, b1=0.9, b2=0.999, weight_decay=0.0, momentum=0.9,

@@ -30,7 +30,7 @@ RESUMABLE_KEYS = frozenset({
 # Keys added after runs were recorded, with the value that reproduces what those runs did:
 # a stored config without the key resumes when the new one holds this value.
 ADDED_KEY_DEFAULTS = {
-    "loss.name": "nt_xent", "loss.margin": 0.2, "loss.queue_size": 0,
+    "loss.name": "nt_xent", "loss.margin": 0.5, "loss.queue_size": 0,
     "loss.mask_same_track": False,
 }
 _CONFIG_FILE = "config.json"

@@ -38,7 +38,7 @@ class LossSettings:
   """The training loss and its negatives (module docstring); defaults are plain NT-Xent."""
   name: str = "nt_xent"
   temperature: float = 0.1
-  margin: float = 0.2
+  margin: float = 0.5
   queue_size: int = 0
   mask_same_track: bool = False
 
