@@ -1,4 +1,4 @@
-"""Shared defaults: the paper's training settings (SPEC §3-4) on a generated corpus.
+"""Shared defaults: the paper's training settings (docs/design.md §3-4) on a generated corpus.
 
 Every other config starts from this one and changes what it must.  Data sources
 are spec strings (see input_pipeline/sources.py): 'synthetic:<n>x<s>',

@@ -1,4 +1,4 @@
-"""Distortion ops (SPEC §4) on float32 numpy rows: the pair pipeline's and the query sets'.
+"""Distortion ops (docs/design.md §4) on float32 numpy rows, for training pairs and query sets.
 
 Powers are measured over the crop, so a mix at `snr_db` has
 10*log10(P(signal) / P(scaled noise)) == snr_db exactly (up to float error).

@@ -1,4 +1,4 @@
-"""Fetch the open corpus of real music, noise and speech from Debian packages (DATA.md).
+"""Fetch the open corpus of real music, noise and speech from Debian packages (docs/data.md).
 
   python -m input_pipeline.open_corpus fetch [--splits train,dev,noise] [--cache DIR]
   python -m input_pipeline.open_corpus status
@@ -12,7 +12,7 @@ Splits are by package: nothing of DEV is ever used for training or calibration.
 Each package is unpacked into a temporary folder, checked, and renamed into place,
 so an interrupted fetch never leaves an entry a later run trusts; a package that
 fails is reported and the rest goes on; re-running is a no-op.  Exact duplicates
-(by content) and the near-duplicates DATA.md lists are kept once.
+(by content) and the known near-duplicates (`_NEAR_DUPLICATES`) are kept once.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ _TRAIN_MUSIC = [
     "lugaru-data", "cube2-data", "freeciv-data"]
 _DEV_MUSIC = ["nexuiz-music", "colobot-common-sounds", "marsshooter-data", "drascula-music"]
 
-# Package-specific music places beyond the generic music-folder rule (DATA.md).
+# Package-specific music places beyond the generic music-folder rule.
 _SPECIAL_MUSIC = {
     "drascula-music": r"drascula/audio/", "pushover-data": r"pushover/themes",
     "asc-music": r"asc/music", "frozen-bubble-data": r"frozen-bubble/snd/.*zik",
@@ -83,7 +83,7 @@ _NOISE = {
 }
 _SPEECH = {"asterisk-core-sounds-fr-wav": r"\.wav$", "asterisk-core-sounds-es-wav": r"\.wav$"}
 
-# Near-duplicates DATA.md lists: the second of each pair is dropped (sha1 catches exact ones).
+# Near-duplicates across or inside packages: the second of each pair is dropped (sha1 catches exact ones).
 _NEAR_DUPLICATES = [r"megaglest.*romans", r"singularity.*Through Space", r"warmux.*Apnee2",
                     r"warzone.*menu_enhanced", r"warzone.*track3_enhanced", r"ardentryst.*theme1_raw",
                     r"supertuxkart.*_fast\."]
@@ -234,7 +234,7 @@ def _near_duplicate(path: str) -> bool:
 
 
 def write_manifest(root: Path) -> Path:
-  """Merge per-package records, drop duplicates (content, then DATA.md's list), write the TSV."""
+  """Merge per-package records, drop duplicates (content, then the near-duplicate list), write the TSV."""
   rows, seen = [], {}
   order = {"train": 0, "dev": 1, "noise": 2, "speech": 3}
   records = []

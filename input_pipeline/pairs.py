@@ -1,4 +1,4 @@
-"""(anchor, positive) pairs for contrastive training, as a tf.data pipeline (SPEC §4).
+"""(anchor, positive) pairs for contrastive training, as a tf.data pipeline (docs/design.md §4).
 
 The stream is addressed by a per-host example index i = epoch * E + p, where
 E is the number of crop slots of this host's tracks (one slot per 0.96 s of

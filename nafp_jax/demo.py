@@ -2,7 +2,7 @@
 
   python -m nafp_jax.demo [--model M] [--queries 50] [--lengths 3]
 
-1. fetches DATA.md's DEV packages and the noise packages (cached; a no-op the second time),
+1. fetches the open corpus's DEV and noise packages (docs/data.md; cached, a no-op the second time),
 2. indexes every DEV track with the model into
    $NAFP_CACHE/demo/dev_catalogue-<model id>-v<fingerprint version>,
 3. cuts distorted queries (noise, reverb, noise+reverb) from random positions and prints the

@@ -1,4 +1,4 @@
-"""Log-mel front end in JAX (SPEC §1), meant to run inside the jitted step.
+"""Log-mel front end in JAX (docs/design.md §1), meant to run inside the jitted step.
 
 16 kHz mono waveform -> centred STFT (n_fft 512, periodic Hann 512, hop 160,
 reflect padding) -> power spectrogram -> 64 HTK mel bands 0-8 kHz (no filter
@@ -35,7 +35,7 @@ FINGERPRINT_HOP_S = WINDOW_HOP_FRAMES * HOP / SAMPLE_RATE
 
 @dataclasses.dataclass(frozen=True)
 class FrontEndConfig:
-  """Numbers of the log-mel front end; the defaults are SPEC §1."""
+  """Numbers of the log-mel front end; the defaults are docs/design.md §1."""
   sample_rate: int = SAMPLE_RATE
   n_fft: int = N_FFT
   hop: int = HOP

@@ -1,4 +1,4 @@
-"""Contrastive losses over 2N embeddings (SPEC §3), and the options the recipe ablations compare.
+"""Contrastive losses over 2N embeddings (docs/design.md §3) and the options ablations compare.
 
 Rows 0..N-1 are anchors, rows N..2N-1 their positives.  Each row's positive is
 its pair; the other 2N-2 rows are negatives.  The losses are written for the

@@ -1,4 +1,4 @@
-"""One readable training loop: `train_and_evaluate(config, workdir)` (SPEC §3).
+"""One readable training loop: `train_and_evaluate(config, workdir)` (docs/design.md §3).
 
 The step is a pure function jitted over a ('data', 'model') mesh: the batch is
 split over 'data', the state replicated and donated.  The log-mel front end

@@ -1,1 +1,1 @@
-"""The paper's evaluation protocol (SPEC §6): query sets, hit rates, tables, plots."""
+"""The paper's evaluation protocol (docs/design.md §6): query sets, hit rates, tables, plots."""

@@ -1,6 +1,6 @@
 """Hit rates reported by the attention-embeddings paper (ISMIR 2022), for side-by-side tables.
 
-Figures as SPEC §6 quotes them (FMA-medium catalogue, ~7 M fingerprints), in %.  Keys:
+Figures as docs/design.md §6 quotes them (FMA-medium catalogue, ~7 M fingerprints), in %.  Keys:
 (level, condition, query length in s or None where the paper's table does not vary it) ->
 {reported method: {SNR dB or T60 s: hit rate}}.  Reverb at the audio level is "about 99 %" at
 every T60 in the paper: recorded as 99.0.

@@ -1,6 +1,6 @@
 """Distorted query clips cut at random positions of catalogue tracks.
 
-Two families of conditions.  The paper's (SPEC §6): noise at given SNRs; reverb
+Two families of conditions.  The paper's (docs/design.md §6): noise at given SNRs; reverb
 with RIRs of given T60s; noise+reverb (one T60, then the SNRs, the noise
 reverberated with the same RIR), all with rooms of the training simulator's
 kind.  The rooms family, for real rooms: 'room' (reverb at T60 1-3 s), 'room+noise'

@@ -1,4 +1,4 @@
-"""Spectral-temporal attention (SPEC §2).
+"""Spectral-temporal attention (docs/design.md §2).
 
 For every sample and channel c, with X_c in R^{F x T}:
   a_spect = softmax_F(tanh(X_c w_spect_c)),   w_spect_c in R^T

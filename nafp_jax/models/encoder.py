@@ -1,4 +1,4 @@
-"""The paper's ResNet-like encoder with spectral-temporal attention (SPEC §2).
+"""The paper's ResNet-like encoder with spectral-temporal attention (docs/design.md §2).
 
 Input [B, F=64, T=96, 1] (NHWC with H = mel bands, W = frames).  A 3x3 stem,
 then ResBlockAttention blocks (the first at stride 1, the rest at stride 2),

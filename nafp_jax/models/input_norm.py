@@ -1,7 +1,7 @@
 """Conditioning of the log-mel input: a floor relative to each window's loudest bin,
 then a fixed affine map to roughly zero mean and unit spread.
 
-The front end gives decibels (SPEC §1): a peak-normalised 0.96 s window spans
+The front end gives decibels (docs/design.md §1): a peak-normalised 0.96 s window spans
 about -100 dB (digital silence, the 1e-10 floor) to +45 dB.  Fed raw, the stem
 sees inputs of magnitude ~50 whose largest differences are in the quietest bins
 (digital silence vs. any noise), which no microphone recording has; the stem

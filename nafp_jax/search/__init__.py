@@ -1,1 +1,1 @@
-"""Nearest-neighbour backends and the sequential subsequence search (SPEC §5)."""
+"""Nearest-neighbour backends and the sequential subsequence search (docs/design.md §5)."""

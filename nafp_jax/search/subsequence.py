@@ -1,4 +1,4 @@
-"""Sequential subsequence search: which track, and where in it (SPEC §5).
+"""Sequential subsequence search: which track, and where in it (docs/design.md §5).
 
 Query fingerprints q[p, m] (phase p = 10 ms sub-hop shift, m = 100 ms step) are
 matched against the catalogue's sequential rows.  Every top-k neighbour row r of
