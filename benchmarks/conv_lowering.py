@@ -62,7 +62,7 @@ def _seconds(fn, *args) -> float:
 
 
 def main(_):
-  from nafp_jax.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
   use_xla_cpu_emitters()  # as `nafp` runs (an XLA_FLAGS that names the flag wins)
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
   from nafp_jax.models.conv import im2col_conv, lowering_for, taps_conv  # pylint: disable=g-import-not-at-top

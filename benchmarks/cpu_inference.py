@@ -7,7 +7,7 @@ Three layouts of the CPU are measured, each in its own child process (XLA reads
 its flags once): 'threaded' (one XLA device using every core for each op, JAX's
 default), 'per_core' (one single-threaded device per core, batches split over
 them, XLA's own emitters instead of YNNPACK library fusions: what `nafp` uses,
-nafp_jax/cpu_devices.py) and 'per_core_library_fusions' (the same with XLA's
+nafp_jax/inference/cpu_devices.py) and 'per_core_library_fusions' (the same with XLA's
 default library fusions, to show that choice side by side).  For each encoder
 and layout it measures, in one run on this machine's CPU:
   * the dense matmul FLOP/s (2048x2048 float32; in the per-core layouts every
@@ -156,13 +156,13 @@ def main(_):
     run_layouts()
     return
   if FLAGS.layout.startswith("per_core"):
-    from nafp_jax.cpu_devices import split_cpu_into_devices  # pylint: disable=g-import-not-at-top
+    from nafp_jax.inference.cpu_devices import split_cpu_into_devices  # pylint: disable=g-import-not-at-top
     split_cpu_into_devices(xla_emitters=FLAGS.layout == "per_core")
   import importlib  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from benchmarks.tf_reference import build_tf_encoder  # pylint: disable=g-import-not-at-top
-  from nafp_jax.encoder_bundle import EncoderBundle  # pylint: disable=g-import-not-at-top
-  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import EncoderBundle  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import conv, create_model  # pylint: disable=g-import-not-at-top
 
   one_device, all_devices = matmul_flops()

@@ -30,8 +30,8 @@ _MEAN, _MIX = "mono: numpy mean(axis=1)", "mono: audio_io.mix_to_mono"
 
 def main(_):
   import librosa  # pylint: disable=g-import-not-at-top
-  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
-  from nafp_jax.identify import expand_inputs  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import expand_inputs  # pylint: disable=g-import-not-at-top
 
   files = expand_inputs(FLAGS.inputs)
   files = files[:FLAGS.max_files] if FLAGS.max_files > 0 else files
@@ -45,7 +45,7 @@ def main(_):
     return out
 
   def resample(wave: np.ndarray, sr: int) -> np.ndarray:
-    return librosa.resample(wave, orig_sr=sr, target_sr=audio_io.TARGET_SR, res_type="soxr_hq")
+    return librosa.resample(wave, orig_sr=sr, target_sr=audio_io.SAMPLE_RATE, res_type="soxr_hq")
 
   resample(np.zeros(4410, np.float32), 44100)
   for n, path in enumerate(files):
@@ -62,10 +62,10 @@ def main(_):
     if data.shape[1] < 8 and not np.array_equal(mono[_MEAN], mono[_MIX]):
       raise AssertionError(f"{path}: mix_to_mono differs from the mean")
     wave = mono[_MIX]
-    if sr != audio_io.TARGET_SR:
+    if sr != audio_io.SAMPLE_RATE:
       wave = timed("resample (librosa soxr_hq)", lambda w=wave, r=sr: resample(w, r))
     timed("silence check", lambda w=wave: float(np.max(np.abs(w))))
-    audio_s += wave.shape[0] / audio_io.TARGET_SR
+    audio_s += wave.shape[0] / audio_io.SAMPLE_RATE
     timed("load_audio, whole", lambda p=path: audio_io.load_audio(p, allow_silent=True))
   if not audio_s:
     raise ValueError(f"--inputs {FLAGS.inputs}: no decodable audio files")

@@ -39,7 +39,7 @@ _HLO_NAME = re.compile(r"[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*(?:\.\d+)?")
 
 def main(_):
   if not FLAGS.xla_library_fusions:
-    from nafp_jax.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
+    from nafp_jax.inference.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
     use_xla_cpu_emitters()  # as `nafp` runs (an XLA_FLAGS that names the flag wins)
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
   from nafp_jax.models.conv import lowering_for  # pylint: disable=g-import-not-at-top

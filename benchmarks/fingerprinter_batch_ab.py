@@ -3,7 +3,7 @@
   python -m benchmarks.fingerprinter_batch_ab --config configs/paper.py --batches=16,32
 
 The batch per call is split over one single-threaded device per core, as `nafp`
-runs (`nafp_jax/cpu_devices.py`).  End to end includes the log-mel of the whole
+runs (`nafp_jax/inference/cpu_devices.py`).  End to end includes the log-mel of the whole
 track, cutting the windows on the host and the per-batch transfers, which the
 encoder-only rows of benchmarks/cpu_inference.py leave out: a batch that is
 faster for the encoder alone need not be faster here.  Each batch size gets its
@@ -32,11 +32,11 @@ flags.DEFINE_float("seconds", 1.5, "Length of one timing.")
 
 
 def main(_):
-  from nafp_jax import cpu_devices  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference import cpu_devices  # pylint: disable=g-import-not-at-top
   cpu_devices.split_cpu_into_devices()
   import jax  # pylint: disable=g-import-not-at-top
-  from nafp_jax.encoder_bundle import EncoderBundle  # pylint: disable=g-import-not-at-top
-  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import EncoderBundle  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
 
   config = FLAGS.config

@@ -30,14 +30,14 @@ flags.DEFINE_string("model", None, "Model folder; default: the shipped model, as
 
 
 def main(_):
-  from nafp_jax import cpu_devices  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference import cpu_devices  # pylint: disable=g-import-not-at-top
   cpu_devices.split_cpu_into_devices()  # as the `nafp` CLI runs
-  from input_pipeline import read_ahead  # pylint: disable=g-import-not-at-top
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
-  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
-  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
-  from nafp_jax.identify import expand_inputs, index_files  # pylint: disable=g-import-not-at-top
-  from nafp_jax.shipped_model import model_path  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import read_ahead  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import expand_inputs, index_files  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.shipped_model import model_path  # pylint: disable=g-import-not-at-top
 
   depths = [int(d) for d in FLAGS.depths]
   if len(depths) < 2 or min(depths) < 0:

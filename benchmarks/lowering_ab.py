@@ -13,7 +13,7 @@ two separate runs: the script prints, per variant, the median segments/s and the
 median, min and max of its per-round ratio to `cpu`.
 
 By default the batch is split over one single-threaded device per core, as
-`nafp` runs (`nafp_jax/cpu_devices.py`); `--nosplit_cores` keeps one device (run it
+`nafp` runs (`nafp_jax/inference/cpu_devices.py`); `--nosplit_cores` keeps one device (run it
 under `XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0` for one core).
 """
 
@@ -65,7 +65,7 @@ def parse_variant(spec: str, base):
 
 
 def main(_):
-  from nafp_jax import cpu_devices  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference import cpu_devices  # pylint: disable=g-import-not-at-top
   if FLAGS.split_cores:
     cpu_devices.split_cpu_into_devices()
   else:

@@ -27,11 +27,11 @@ flags.mark_flag_as_required("models")
 
 
 def main(_):
-  from nafp_jax import cpu_devices  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference import cpu_devices  # pylint: disable=g-import-not-at-top
   cpu_devices.split_cpu_into_devices()
   import jax  # pylint: disable=g-import-not-at-top
-  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
-  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
 
   if len(FLAGS.models) < 2:
     raise ValueError("--models: give at least two models")

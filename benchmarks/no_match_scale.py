@@ -45,8 +45,8 @@ flags.mark_flags_as_required(["audio", "noise", "work"])
 
 
 def _catalogue(path: Path, files, fingerprinter):
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
-  from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import index_files  # pylint: disable=g-import-not-at-top
   if (path / "CURRENT").exists():
     cat = catalogue_lib.Catalogue(path)
     cat.check_model(fingerprinter.bundle.identity)
@@ -64,8 +64,9 @@ def _catalogue(path: Path, files, fingerprinter):
 def _positive_scores(cat, fingerprinter, durations, per_duration: int, noise_files,
                      snr_db: float | None, seed: int) -> dict[float, list[float]]:
   """Best scores of clips cut from the catalogue's own tracks, when the right track wins."""
-  from input_pipeline import audio_io, distortions  # pylint: disable=g-import-not-at-top
-  from nafp_jax.identify import identify  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import audio_io  # pylint: disable=g-import-not-at-top
+  from input_pipeline import distortions  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import identify  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   noise = [audio_io.load_audio(p) for p in noise_files]
   scores: dict[float, list[float]] = {d: [] for d in durations}
@@ -73,7 +74,7 @@ def _positive_scores(cat, fingerprinter, durations, per_duration: int, noise_fil
   for t in tracks:
     wave = audio_io.load_audio(cat.tracks[t].path)
     for d in durations:
-      n = int(d * audio_io.TARGET_SR)
+      n = int(d * audio_io.SAMPLE_RATE)
       if wave.shape[0] < n:
         continue
       start = int(rng.integers(0, wave.shape[0] - n + 1))
@@ -100,12 +101,12 @@ def _cached(path: Path, compute) -> dict[float, list[float]]:
 
 
 def main(_):
-  from nafp_jax import cpu_devices  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference import cpu_devices  # pylint: disable=g-import-not-at-top
   cpu_devices.split_cpu_into_devices()
-  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
-  from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
-  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
-  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import calibration, no_match  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
 
   fingerprinter = Fingerprinter(load_encoder(Path(FLAGS.model).expanduser()))
   work = Path(FLAGS.work).expanduser()
@@ -164,8 +165,8 @@ def main(_):
 def _unseen_report(cats, fingerprinter, durations, work: Path) -> None:
   """False positives of music the model never saw, against both catalogues, at the model's
   default threshold scaled to each catalogue's size."""
-  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
-  from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import calibration, no_match  # pylint: disable=g-import-not-at-top
   default = no_match.read_model_default(Path(FLAGS.model).expanduser())
   if default is None:
     raise SystemExit(f"{FLAGS.model}: no default threshold to check (run calibrate-model)")

@@ -78,9 +78,9 @@ def _python_side_ms(source, reads: int, repeats: int = 300) -> float:
 def main(argv):
   del argv
   from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
-  from nafp_jax import train  # pylint: disable=g-import-not-at-top
+  from input_pipeline import training_input  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
-  source, _ = train.create_pair_sources(config)
+  source, _ = training_input.create_pair_sources(config)
   cores = len(os.sched_getaffinity(0))
   reads = [int(r) for r in FLAGS.reads]
   modes = FLAGS.rir_spectra

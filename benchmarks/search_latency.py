@@ -34,7 +34,7 @@ from absl import app, flags
 import numpy as np
 import scipy.signal
 
-from nafp_jax.catalogue import FingerprintMatrix, quantize
+from nafp_jax.catalogue.store import FingerprintMatrix, quantize
 from nafp_jax.search.neighbors import ExactIndex, ScannIndex
 from nafp_jax.search.subsequence import subsequence_search, subsequence_search_batch
 
@@ -87,7 +87,7 @@ def simulated_catalogue(rows: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def real_catalogue(path: str, rows: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
   """Real rows of a catalogue, tiled with perturbed copies (whole tracks) up to `rows`."""
-  from nafp_jax.catalogue import Catalogue  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.store import Catalogue  # pylint: disable=g-import-not-at-top
   cat = Catalogue(pathlib.Path(path).expanduser())
   base = np.asarray(cat.matrix[:], np.float32)
   counts = [c for c in cat.counts if c >= M]

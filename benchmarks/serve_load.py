@@ -73,17 +73,17 @@ def _rss_mb(pid: int) -> float:
 
 def _clips(db: Path, n: int, clip_s: float) -> list[tuple[bytes, str]]:
   import soundfile as sf  # pylint: disable=g-import-not-at-top
-  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
   cat = catalogue_lib.Catalogue(db)
   rng = np.random.default_rng(0)
   out = []
   for t in rng.choice(len(cat.tracks), n, replace=len(cat.tracks) < n):
     wave = audio_io.load_audio(cat.tracks[t].path)
-    length = int(clip_s * audio_io.TARGET_SR)
+    length = int(clip_s * audio_io.SAMPLE_RATE)
     start = int(rng.integers(0, max(1, wave.shape[0] - length)))
     buf = io.BytesIO()
-    sf.write(buf, wave[start:start + length], audio_io.TARGET_SR, format="WAV")
+    sf.write(buf, wave[start:start + length], audio_io.SAMPLE_RATE, format="WAV")
     out.append((buf.getvalue(), cat.tracks[t].name))
   return out
 

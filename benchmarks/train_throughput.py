@@ -13,7 +13,7 @@ times steps/s, over (a) the dense matmul FLOP/s measured on the same devices in
 the step's dtype in the same run and (b) the vendor's dense peak where the device
 kind is known (H100/H200 SXM).  --xla_emitters times the step with XLA's own
 CPU emitters instead of YNNPACK library fusions, as `nafp` runs inference
-(nafp_jax/cpu_devices.py; faster, but the trainer keeps XLA's default for the
+(nafp_jax/inference/cpu_devices.py; faster, but the trainer keeps XLA's default for the
 accuracy of its BatchNorm statistics; XLA reads its flags once per process, so
 the comparison is a second run).
 """
@@ -76,7 +76,9 @@ def measured_matmul_flops(mesh, dtype: str, n: int) -> float:
 def _timed_step(config, batch: int, lowering, mesh):
   """Returns (compile_s, flops, run): XLA's FLOPs per step (all devices) and run(steps),
   which times `steps` train steps in seconds."""
-  from nafp_jax import frontend, loss as loss_lib, optimizers, sharding, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import frontend  # pylint: disable=g-import-not-at-top
+  from nafp_jax.training import loss as loss_lib, optimizers, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax import sharding  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
   model = create_model(config.model, lowering=lowering)
   tx, schedule = optimizers.create_optimizer(config.optimizer, 1000)
@@ -111,9 +113,10 @@ def _timed_step(config, batch: int, lowering, mesh):
 
 def main(_):
   if FLAGS.xla_emitters:
-    from nafp_jax.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
+    from nafp_jax.inference.cpu_devices import use_xla_cpu_emitters  # pylint: disable=g-import-not-at-top
     use_xla_cpu_emitters()  # before the backends start
-  from nafp_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax import sharding  # pylint: disable=g-import-not-at-top
+  from input_pipeline import training_input  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import conv  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   batch = FLAGS.batch or config.batch_size
@@ -154,7 +157,7 @@ def main(_):
   seg_s = seg_s[chosen]
   if FLAGS.pipeline:
     from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
-    source, _ = train.create_pair_sources(config)
+    source, _ = training_input.create_pair_sources(config)
     it = iter(pairs.pair_dataset(source, batch, seed=0))
     next(it)
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
       input_offset_db=0.0,
       input_scale_db=16.0,
   ))
-  # NT-Xent at `temperature`; the rest are recipe options (nafp_jax/loss.py): the triplet
+  # NT-Xent at `temperature`; the rest are recipe options (nafp_jax/training/loss.py): the triplet
   # loss instead ("semi_hard_triplet", `margin`), a queue of `queue_size` negatives from
   # earlier batches, and leaving crops of the same track out of each other's negatives.
   config.loss = ml_collections.ConfigDict(dict(

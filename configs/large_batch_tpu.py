@@ -7,7 +7,7 @@ layer-wise trust ratio.  Override the batch for other slice sizes, e.g. --config
 Check it compiles and fits first (no TPU needed):
   JAX_PLATFORMS=cpu python launch/aot_compile_check.py --config configs/large_batch_tpu.py \
       --topology v4-32
-Launch on a v4-32 slice (datasets prepared in the bucket with `python -m nafp_jax.prepare_data`):
+Launch on a v4-32 slice (datasets prepared in the bucket with `python -m nafp_jax.training.prepare_data`):
   PROJECT=my-project ZONE=us-central2-b TPU_NAME=nafp ACCELERATOR_TYPE=v4-32 \
   WORKDIR=gs://BUCKET/runs/paper-8k DATA_DIR=gs://BUCKET/tfds \
   EXTRA_FLAGS="--config.data.tracks=fma:full" launch/tpu_vm.sh all

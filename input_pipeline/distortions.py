@@ -33,6 +33,8 @@ import dataclasses
 import numpy as np
 import scipy.fft
 
+from nafp_jax.audio.constants import SAMPLE_RATE
+
 _EPS = np.float32(1e-12)
 
 
@@ -171,7 +173,7 @@ def _peaking_biquad(freq_hz: float, q: float, gain_db: float,
 
 
 def apply_device_response(x: np.ndarray, response: DeviceResponse,
-                          sample_rate: int = 16000) -> np.ndarray:
+                          sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   """x (float32 rows) through the chain: filters, soft clipping, then the level ramp."""
   import scipy.signal  # pylint: disable=g-import-not-at-top
   y = np.asarray(x, np.float64)

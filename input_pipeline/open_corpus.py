@@ -33,7 +33,7 @@ import zipfile
 import numpy as np
 import soundfile as sf
 
-from input_pipeline import audio_io
+from nafp_jax.audio import audio_io
 
 MIN_MUSIC_S = 20.0
 _MUSIC_DIRS = re.compile(r"/(music|musics|tunes|cdtracks|songs|stdmusic)/", re.I)
@@ -266,7 +266,7 @@ def make_babble(root: Path, files: int = 40, seconds: float = 30.0, seed: int = 
     return 0
   out.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(seed)
-  n = int(seconds * audio_io.TARGET_SR)
+  n = int(seconds * audio_io.SAMPLE_RATE)
   for i in range(files):
     mix = np.zeros(n, np.float32)
     for _ in range(int(rng.integers(4, 9))):
@@ -274,14 +274,14 @@ def make_babble(root: Path, files: int = 40, seconds: float = 30.0, seed: int = 
       pos = 0
       while pos < n:  # one talker: prompts back to back with short pauses
         p = audio_io.load_audio(prompts[int(rng.integers(len(prompts)))], allow_silent=True)
-        pos += int(rng.integers(0, audio_io.TARGET_SR // 2))
+        pos += int(rng.integers(0, audio_io.SAMPLE_RATE // 2))
         if pos >= n:
           break
         take = min(p.size, n - pos)
         voice[pos:pos + take] = p[:take] / (np.std(p) + 1e-6)
         pos += take
       mix += voice * rng.uniform(0.5, 1.0)
-    sf.write(out / f"babble{i:03d}.wav", 0.9 * mix / np.abs(mix).max(), audio_io.TARGET_SR,
+    sf.write(out / f"babble{i:03d}.wav", 0.9 * mix / np.abs(mix).max(), audio_io.SAMPLE_RATE,
              subtype="PCM_16")
   (out / ".complete").write_text("ok\n")
   return files

@@ -39,6 +39,8 @@ import tensorflow as tf
 
 from input_pipeline import distortions
 from input_pipeline.pcm_bank import PcmBank
+from nafp_jax.audio.constants import SAMPLE_RATE
+from nafp_jax.audio.frontend import SEGMENT_SAMPLES
 
 NOISE, REVERB, NOISE_REVERB = 0, 1, 2
 # Examples built per host call (`PairSource.examples`).  Larger chunks amortise the
@@ -58,12 +60,12 @@ RIR_SPECTRA_BUDGET_BYTES = 1 << 30
 
 @dataclasses.dataclass(frozen=True)
 class PairConfig:
-  """Sizes in samples at 16 kHz and the distortion ranges."""
-  segment_samples: int = 15360            # 0.96 s
-  max_offset_samples: int = 800           # +-50 ms
-  reverb_context_samples: int = 16000     # audio before the crop that reverb tails carry in
-  rir_samples: int = 48000                # RIRs are cut/padded to this (3 s)
-  slot_samples: int = 15360               # one crop slot per this much audio and epoch
+  """Sizes in samples at SAMPLE_RATE and the distortion ranges."""
+  segment_samples: int = SEGMENT_SAMPLES  # one fingerprint window, 0.96 s
+  max_offset_samples: int = SAMPLE_RATE // 20  # +-50 ms
+  reverb_context_samples: int = SAMPLE_RATE  # audio before the crop that reverb tails carry in
+  rir_samples: int = 3 * SAMPLE_RATE      # RIRs are cut/padded to this
+  slot_samples: int = SEGMENT_SAMPLES     # one crop slot per this much audio and epoch
   snr_db_range: tuple[float, float] = (0.0, 20.0)
   distortion_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # noise, reverb, both
   energy_threshold: float = 1e-4

@@ -21,9 +21,10 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from input_pipeline import audio_io, synthetic_audio
 from input_pipeline.datasets import audio_folder, fma, rirs
 from input_pipeline.pcm_bank import PcmBank
+from nafp_jax.audio import audio_io, synthetic_audio
+from nafp_jax.audio.constants import SAMPLE_RATE
 
 
 def cache_root() -> Path:
@@ -153,7 +154,7 @@ def load_bank(builder: tfds.core.DatasetBuilder, split: str, key: str = "audio",
       name = ex[id_key].decode() if isinstance(ex[id_key], bytes) else str(ex[id_key])
       yield name, ex[key]
 
-  bank = PcmBank.write(folder, items(), dtype, sample_rate=audio_folder.SAMPLE_RATE)
+  bank = PcmBank.write(folder, items(), dtype, sample_rate=SAMPLE_RATE)
   if len(bank) == 0:
     raise ValueError(f"{builder.name}[{host_split}] holds no waveforms for this host")
   return bank

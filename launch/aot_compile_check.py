@@ -70,7 +70,8 @@ def main(argv):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  from nafp_jax import frontend, optimizers, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import frontend  # pylint: disable=g-import-not-at-top
+  from nafp_jax.training import optimizers, train  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
 
   config = FLAGS.config

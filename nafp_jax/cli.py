@@ -25,7 +25,7 @@ from typing import Sequence
 from nafp_jax.display import printable
 from nafp_jax.evaluation.command import add_eval_parser
 from nafp_jax.stream_commands import add_stream_parsers
-from nafp_jax.shipped_model import load_catalogue_and_model, model_path
+from nafp_jax.inference.shipped_model import model_path
 
 
 
@@ -52,6 +52,7 @@ Scores are comparable only between clips of equal length."""
 
 
 def _load(args, need_catalogue: bool = True):
+  from nafp_jax.catalogue.opening import load_catalogue_and_model  # pylint: disable=g-import-not-at-top
   return load_catalogue_and_model(args.db if need_catalogue else None,
                                   getattr(args, "model", None))
 
@@ -59,7 +60,7 @@ def _load(args, need_catalogue: bool = True):
 def _check_spread(fingerprinter, args) -> None:
   """Refuse a collapsed model (its fingerprints of different sounds all alike) unless
   --allow-collapsed; then only warn."""
-  from nafp_jax import embedding_spread  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models import embedding_spread  # pylint: disable=g-import-not-at-top
   try:
     embedding_spread.check_model_spread(fingerprinter)
   except embedding_spread.CollapsedModelError as e:
@@ -69,8 +70,8 @@ def _check_spread(fingerprinter, args) -> None:
 
 
 def cmd_index(args) -> int:
-  from nafp_jax import catalogue as catalogue_lib, no_match  # pylint: disable=g-import-not-at-top
-  from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib, no_match  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import index_files  # pylint: disable=g-import-not-at-top
   db = Path(args.db).expanduser()
   _, fingerprinter = _load(args, need_catalogue=False)
   if (db / "CURRENT").exists():
@@ -109,7 +110,7 @@ def cmd_index(args) -> int:
 
 def cmd_export(args) -> int:
   import jax  # pylint: disable=g-import-not-at-top
-  from nafp_jax import export  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import export  # pylint: disable=g-import-not-at-top
   _, fingerprinter = _load(args, need_catalogue=False)
   _check_spread(fingerprinter, args)
   index = jax.process_index() if args.process_index is None else args.process_index
@@ -121,8 +122,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_export_model(args) -> int:
-  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
-  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   bundle = load_encoder(args.model)
   _check_spread(Fingerprinter(bundle), args)
   folder = bundle.save(args.out, dtype=args.dtype)
@@ -130,7 +131,7 @@ def cmd_export_model(args) -> int:
   print(f"exported {bundle.source} as {args.dtype} to {folder} ({size / 1e6:.2f} MB); "
         f"identity {load_encoder(folder).identity[:12]}")
   if args.calibration_audio:
-    from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
+    from nafp_jax.catalogue import calibration, no_match  # pylint: disable=g-import-not-at-top
     threshold = calibration.calibrate_model_default(Fingerprinter(load_encoder(folder)),
                                                     args.calibration_audio)
     no_match.write_model_default(folder, threshold)
@@ -144,7 +145,7 @@ def cmd_export_model(args) -> int:
 
 def cmd_import(args) -> int:
   import json as json_lib  # pylint: disable=g-import-not-at-top
-  from nafp_jax import catalogue as catalogue_lib, export  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib, export  # pylint: disable=g-import-not-at-top
   manifest = json_lib.loads((Path(args.export) / "manifest.json").read_text())
   if manifest.get("fingerprint_version", 1) != catalogue_lib.FINGERPRINT_VERSION:
     raise catalogue_lib.CatalogueError(
@@ -173,8 +174,8 @@ def cmd_import(args) -> int:
 
 def cmd_query(args) -> int:
   import time  # pylint: disable=g-import-not-at-top
-  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
-  from nafp_jax.identify import identify  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import identify  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   cat, fingerprinter = _load(args)
   load_s = time.perf_counter() - start
@@ -208,7 +209,7 @@ def cmd_query(args) -> int:
 
 
 def _result_json(cat, r, load_s: float) -> dict:
-  from nafp_jax.identify import result_json  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import result_json  # pylint: disable=g-import-not-at-top
   entry = result_json(cat, r)
   entry["timings_s"] = {"load": round(load_s, 4), **entry["timings_s"]}
   return entry
@@ -236,7 +237,7 @@ def _clock(seconds: float) -> str:
 
 
 def cmd_list(args) -> int:
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
   cat = catalogue_lib.Catalogue(args.db)
   if args.json:
     print(json.dumps({"manifest": cat.manifest,
@@ -254,7 +255,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_check(args) -> int:
-  from nafp_jax.catalogue_check import verify  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.check import verify  # pylint: disable=g-import-not-at-top
   cat, problems = verify(args.db)
   for problem in problems:
     print(f"problem: {problem}")
@@ -268,7 +269,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_remove(args) -> int:
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
   cat = catalogue_lib.Catalogue(args.db)
   ids, missing = [], []
   for key in args.tracks:
@@ -283,7 +284,7 @@ def cmd_remove(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-  from nafp_jax import calibration, catalogue as catalogue_lib, no_match  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import calibration, store as catalogue_lib, no_match  # pylint: disable=g-import-not-at-top
   cat, fingerprinter = _load(args)
   if args.model_default:
     if args.negatives:
@@ -309,7 +310,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_calibrate_model(args) -> int:
-  from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import calibration, no_match  # pylint: disable=g-import-not-at-top
   no_match.check_model_folder(args.model)  # before the work, not after it
   _, fingerprinter = _load(args, need_catalogue=False)
   threshold = calibration.calibrate_model_default(
@@ -328,7 +329,7 @@ def _print_threshold(threshold) -> None:
 
 
 def _add_calibration_options(p: argparse.ArgumentParser) -> None:
-  from nafp_jax import calibration, no_match  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import calibration, no_match  # pylint: disable=g-import-not-at-top
   p.add_argument("--fpr", type=float, default=no_match.DEFAULT_FPR,
                  help="accepted false-positive rate: the fraction of clips of audio not in the "
                       "catalogue that may still be reported as a match")
@@ -457,12 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the `nafp` console script."""
   args = build_parser().parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  from nafp_jax.cpu_devices import split_cpu_into_devices  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.cpu_devices import split_cpu_into_devices  # pylint: disable=g-import-not-at-top
   split_cpu_into_devices()
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.WARNING)
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
-  from nafp_jax.encoder_bundle import ModelLoadError  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import ModelLoadError  # pylint: disable=g-import-not-at-top
   try:
     return args.func(args)
   except (catalogue_lib.CatalogueError, ModelLoadError, FileNotFoundError, FileExistsError,

@@ -17,10 +17,11 @@ import time
 
 from input_pipeline import open_corpus
 from input_pipeline.sources import cache_root
-from nafp_jax import cli, shipped_model
-from nafp_jax.catalogue import FINGERPRINT_VERSION
-from nafp_jax.cpu_devices import split_cpu_into_devices
-from nafp_jax.encoder_bundle import load_encoder
+from nafp_jax import cli
+from nafp_jax.inference import shipped_model
+from nafp_jax.catalogue.store import FINGERPRINT_VERSION
+from nafp_jax.inference.cpu_devices import split_cpu_into_devices
+from nafp_jax.inference.encoder_bundle import load_encoder
 
 
 def main(argv=None) -> int:

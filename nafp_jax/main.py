@@ -63,7 +63,7 @@ def _parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from nafp_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from nafp_jax.training import config_validation  # pylint: disable=g-import-not-at-top
   try:
     config_validation.validate(FLAGS.config)
   except config_validation.ConfigError as e:
@@ -84,7 +84,7 @@ def main(argv):
   if FLAGS.distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  from nafp_jax import train  # pylint: disable=g-import-not-at-top
+  from nafp_jax.training import train  # pylint: disable=g-import-not-at-top
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
   try:

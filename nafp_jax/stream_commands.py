@@ -9,7 +9,6 @@ import json
 import sys
 from typing import Callable
 
-from nafp_jax.shipped_model import load_catalogue_and_model
 
 
 MONITOR_HELP = """Find which catalogue tracks play in long recordings or a live stream.
@@ -44,6 +43,7 @@ status; a full queue gets 503 with Retry-After."""
 def cmd_serve(args) -> int:
   from nafp_jax.service.app import ServiceLimits  # pylint: disable=g-import-not-at-top
   from nafp_jax.service.engine import QueryEngine  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.opening import load_catalogue_and_model  # pylint: disable=g-import-not-at-top
   from nafp_jax.service.server import serve  # pylint: disable=g-import-not-at-top
   _, fingerprinter = load_catalogue_and_model(None, args.model)
   engine = QueryEngine(args.db, fingerprinter, phases=args.phases, backend=args.backend)
@@ -61,7 +61,8 @@ def cmd_serve(args) -> int:
 
 def cmd_monitor(args) -> int:
   import time  # pylint: disable=g-import-not-at-top
-  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.opening import load_catalogue_and_model  # pylint: disable=g-import-not-at-top
   from nafp_jax.monitoring import audio_stream, timeline  # pylint: disable=g-import-not-at-top
   from nafp_jax.monitoring.monitor import MonitorSettings, monitor_stream  # pylint: disable=g-import-not-at-top
   settings = MonitorSettings(window_s=args.window_s, hop_s=args.hop_s, confirm_s=args.confirm_s,
@@ -80,7 +81,7 @@ def cmd_monitor(args) -> int:
     def counted(stream):
       nonlocal seconds
       for block in stream:
-        seconds += block.shape[0] / audio_io.TARGET_SR
+        seconds += block.shape[0] / audio_io.SAMPLE_RATE
         yield block
 
     try:

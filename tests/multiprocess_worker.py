@@ -28,7 +28,7 @@ GLOBAL_PAIRS = 8
 
 def global_batch_rows() -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nafp_jax import frontend  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import frontend  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(7)
   return {k: (0.3 * rng.standard_normal((GLOBAL_PAIRS, frontend.SEGMENT_SAMPLES))).astype(
       np.float32) for k in ("anchor", "positive")}
@@ -58,7 +58,8 @@ def main() -> int:
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from nafp_jax import checkpointing, cli, loss as loss_lib, sharding, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax.training import checkpointing, loss as loss_lib, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax import cli, sharding  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import create_model  # pylint: disable=g-import-not-at-top
 
   out = Path(args.out)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from input_pipeline import audio_io, synthetic_audio
+from nafp_jax.audio import audio_io
+from nafp_jax.audio import synthetic_audio
 from tests.audio_fixtures import tone, write_bad_files
 
 

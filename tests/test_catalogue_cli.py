@@ -9,10 +9,13 @@ import pytest
 import soundfile as sf
 
 from configs import tiny
-from input_pipeline import synthetic_audio
-from nafp_jax import catalogue as catalogue_lib, cli, frontend, shipped_model
-from nafp_jax.encoder_bundle import EncoderBundle, load_encoder
-from nafp_jax.fingerprinter import Fingerprinter, QueryTooShortError
+from nafp_jax.audio import synthetic_audio
+from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax import cli
+from nafp_jax.audio import frontend
+from nafp_jax.inference import shipped_model
+from nafp_jax.inference.encoder_bundle import EncoderBundle, load_encoder
+from nafp_jax.inference.fingerprinter import Fingerprinter, QueryTooShortError
 from nafp_jax.models import create_model
 from tests.audio_fixtures import write_bad_files
 
@@ -167,7 +170,7 @@ def test_catalogue_or_export_of_an_older_fingerprint_version_is_refused(
 def test_interrupted_add_leaves_catalogue_intact(tmp_path, model_dir, music, monkeypatch):
   db = tmp_path / "cat"
   fp = Fingerprinter(load_encoder(model_dir))
-  from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import index_files  # pylint: disable=g-import-not-at-top
   cat = catalogue_lib.create(db, fp.bundle.identity, "test", 128)
   cat, _ = index_files(cat, fp, [music / "song0.wav"], progress=False)
   before = (db / "CURRENT").read_text()
@@ -322,7 +325,7 @@ def test_export_model_float16(tmp_path, model_dir, capsys):
 def test_second_writer_keeps_its_other_tracks(tmp_path, model_dir, music):
   """Two writers adding the same file: the one that writes second skips it (it is present by
   then) and keeps everything else it fingerprinted (it used to die on a UNIQUE constraint)."""
-  from nafp_jax.identify import index_files  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import index_files  # pylint: disable=g-import-not-at-top
   fingerprinter = Fingerprinter(load_encoder(model_dir), batch_size=16)
   db = tmp_path / "cat"
   catalogue_lib.create(db, fingerprinter.bundle.identity, "test", 128)

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from configs import small, tiny
-from input_pipeline import pairs
-from nafp_jax import cli, embedding_spread, train
-from nafp_jax.encoder_bundle import EncoderBundle, load_encoder
-from nafp_jax.fingerprinter import Fingerprinter
+from input_pipeline import pairs, training_input
+from nafp_jax import cli
+from nafp_jax.models import embedding_spread
+from nafp_jax.training import train
+from nafp_jax.inference.encoder_bundle import EncoderBundle, load_encoder
+from nafp_jax.inference.fingerprinter import Fingerprinter
 from nafp_jax.models import create_model
 from nafp_jax.models.attention import SpectralTemporalAttention
 from nafp_jax.models.input_norm import InputNorm, input_norm_from_config
@@ -24,7 +26,7 @@ def test_quick_start_learns_and_is_not_collapsed(tmp_path):
   and every fingerprint identical."""
   config = tiny.get_config()
   state = train.train_and_evaluate(config, str(tmp_path))
-  _, eval_source = train.create_pair_sources(config)
+  _, eval_source = training_input.create_pair_sources(config)
   batches = pairs.pair_dataset(eval_source, config.batch_size, config.seed + 1, 0).take(
       config.num_eval_batches).as_numpy_iterator()
   results = [train.eval_step(state, {"anchor": b["anchor"], "positive": b["positive"]},
@@ -118,7 +120,7 @@ def collapsed_model(tmp_path_factory):
 
 
 def test_commands_refuse_a_collapsed_model(collapsed_model, tmp_path, capsys):
-  from input_pipeline import synthetic_audio  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import synthetic_audio  # pylint: disable=g-import-not-at-top
   audio = synthetic_audio.write_music(tmp_path / "music", 1, 3.0)
   for argv in (["export-model", str(collapsed_model), "--out", str(tmp_path / "exported")],
                ["index", str(audio), "--db", str(tmp_path / "cat"), "--model",

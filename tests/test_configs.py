@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from nafp_jax import optimizers
+from nafp_jax.training import optimizers
 
-CONFIGS = ["default", "paper", "small", "tiny", "nafp", "large_batch_tpu", "large_batch_gpu"]
+CONFIGS = ["default", "paper", "small", "tiny", "nafp_baseline", "large_batch_tpu", "large_batch_gpu"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -44,9 +44,9 @@ def test_unknown_optimizer_is_named():
   assert isinstance(optax.constant_schedule(1.0)(0), (float, jnp.ndarray))
 
 
-@pytest.mark.parametrize("name", CONFIGS + ["nafp_small"])
+@pytest.mark.parametrize("name", CONFIGS + ["nafp_baseline_small"])
 def test_every_config_validates(name):
-  from nafp_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from nafp_jax.training import config_validation  # pylint: disable=g-import-not-at-top
   config_validation.validate(importlib.import_module(f"configs.{name}").get_config())
 
 
@@ -63,7 +63,7 @@ def test_every_config_validates(name):
 ])
 def test_bad_values_are_named_before_anything_runs(key, value, message):
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from nafp_jax import config_validation, train  # pylint: disable=g-import-not-at-top
+  from nafp_jax.training import config_validation, train  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   section, _, leaf = key.rpartition(".")
   (config[section] if section else config)[leaf] = value

@@ -1,4 +1,4 @@
-"""The XLA CPU set-up (nafp_jax/cpu_devices.py): which flags it sets, and that XLA's own
+"""The XLA CPU set-up (nafp_jax/inference/cpu_devices.py): which flags it sets, and that XLA's own
 emitters (the CLI's inference set-up) give the same fingerprints as XLA's default YNNPACK
 library fusions (1e-4 absolute on L2-normalised embeddings, as for the conv lowerings).
 The tests themselves run with XLA's default, as training does."""
@@ -11,9 +11,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from nafp_jax import cpu_devices, shipped_model
-from nafp_jax.encoder_bundle import load_encoder
-from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.inference import cpu_devices, shipped_model
+from nafp_jax.inference.encoder_bundle import load_encoder
+from nafp_jax.inference.fingerprinter import Fingerprinter
 
 _FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 _MEASURED = cpu_devices._jaxlib_version() in cpu_devices._LIBRARY_FUSIONS_FLAG_VERSIONS  # pylint: disable=protected-access
@@ -64,9 +64,9 @@ def test_too_late_once_backends_started(monkeypatch):
 _FINGERPRINT_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
-    from nafp_jax import shipped_model
-    from nafp_jax.encoder_bundle import load_encoder
-    from nafp_jax.fingerprinter import Fingerprinter
+    from nafp_jax.inference import shipped_model
+    from nafp_jax.inference.encoder_bundle import load_encoder
+    from nafp_jax.inference.fingerprinter import Fingerprinter
     wave = (0.1 * np.random.default_rng(5).standard_normal(16000 * 3)).astype(np.float32)
     fingerprinter = Fingerprinter(load_encoder(shipped_model.SHIPPED_MODEL))
     np.save(sys.argv[1], fingerprinter.track_fingerprints(wave))

@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import nafp as nafp_config, tiny
-from nafp_jax import frontend, shipped_model
-from nafp_jax.encoder_bundle import load_encoder
-from nafp_jax.fingerprinter import Fingerprinter
+from configs import nafp_baseline as nafp_config, tiny
+from nafp_jax.audio import frontend
+from nafp_jax.inference import shipped_model
+from nafp_jax.inference.encoder_bundle import load_encoder
+from nafp_jax.inference.fingerprinter import Fingerprinter
 from nafp_jax.models import create_model
 from nafp_jax.models import conv
 from nafp_jax.models.conv import Conv2D, ConvLowering

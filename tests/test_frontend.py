@@ -4,7 +4,7 @@ import librosa
 import numpy as np
 import pytest
 
-from nafp_jax import frontend
+from nafp_jax.audio import frontend
 
 
 def _librosa_log_mel(wave):

@@ -10,7 +10,8 @@ import optax
 import pytest
 
 from configs import tiny
-from nafp_jax import loss as loss_lib, sharding, train
+from nafp_jax.training import loss as loss_lib, train
+from nafp_jax import sharding
 from nafp_jax.models import create_model
 
 

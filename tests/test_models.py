@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import nafp as nafp_config, paper, small, tiny
+from configs import nafp_baseline as nafp_config, paper, small, tiny
 from nafp_jax.models import create_model, embed_with_attention
 from nafp_jax.models.attention import SpectralTemporalAttention
 from nafp_jax.models.heads import DivideAndEncode
-from nafp_jax.param_count import count_parameters
+from nafp_jax.training.param_count import count_parameters
 
 
 @pytest.mark.parametrize("get_config,expected", [

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from nafp_jax import catalogue as catalogue_lib, cli
-from nafp_jax.encoder_bundle import load_encoder
-from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax import cli
+from nafp_jax.inference.encoder_bundle import load_encoder
+from nafp_jax.inference.fingerprinter import Fingerprinter
 from nafp_jax.monitoring import audio_stream
 from nafp_jax.monitoring.monitor import MonitorSettings, monitor_stream
 from nafp_jax.monitoring.stream_fingerprints import StreamFingerprints
@@ -71,7 +72,7 @@ def test_stream_fingerprints_equal_the_whole_recording_s(model_dir, music):  # p
 
 
 def test_file_blocks_resample_any_rate_continuously(tmp_path, music):  # pylint: disable=redefined-outer-name
-  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import audio_io  # pylint: disable=g-import-not-at-top
   wave = sf.read(music / "song0.wav", dtype="float32")[0]
   stereo = np.stack([wave, wave], axis=1)
   import librosa  # pylint: disable=g-import-not-at-top
@@ -124,7 +125,7 @@ def test_monitor_command_files_and_standard_input(tmp_path, model_dir, music, br
   import os  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from input_pipeline import synthetic_audio  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import synthetic_audio  # pylint: disable=g-import-not-at-top
   db = tmp_path / "cat"
   assert cli.main(["index", str(music), "--db", str(db), "--model", str(model_dir),
                    "--quiet"]) == 0
@@ -207,7 +208,7 @@ def test_programmes_are_reproducible_and_their_truth_matches_the_audio(music):  
 
 def test_eval_monitor_command(tmp_path, model_dir, music):  # pylint: disable=redefined-outer-name
   import json  # pylint: disable=g-import-not-at-top
-  from input_pipeline import synthetic_audio  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import synthetic_audio  # pylint: disable=g-import-not-at-top
   db = tmp_path / "cat"
   assert cli.main(["index", str(music / "song0.wav"), str(music / "song2.wav"), "--db", str(db),
                    "--model", str(model_dir), "--quiet"]) == 0

@@ -24,9 +24,9 @@ import pytest
 import soundfile as sf
 
 from configs import tiny
-from input_pipeline import synthetic_audio
-from nafp_jax import export
-from nafp_jax.encoder_bundle import EncoderBundle
+from nafp_jax.audio import synthetic_audio
+from nafp_jax.catalogue import export
+from nafp_jax.inference.encoder_bundle import EncoderBundle
 from nafp_jax.models import create_model
 
 WORKER = Path(__file__).with_name("multiprocess_worker.py")

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from input_pipeline import synthetic_audio
-from nafp_jax import calibration, catalogue as catalogue_lib, cli, no_match
+from nafp_jax.audio import synthetic_audio
+from nafp_jax.catalogue import calibration, store as catalogue_lib, no_match
+from nafp_jax import cli
 from tests.test_catalogue_cli import model_dir  # pylint: disable=unused-import
 
 

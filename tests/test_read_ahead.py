@@ -1,4 +1,4 @@
-"""Files hashed and decoded ahead of their consumer (input_pipeline/read_ahead.py)."""
+"""Files hashed and decoded ahead of their consumer (nafp_jax/audio/read_ahead.py)."""
 
 import threading
 import time
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from input_pipeline import audio_io, read_ahead
+from nafp_jax.audio import audio_io, read_ahead
 from tests.audio_fixtures import tone, write_bad_files
 
 

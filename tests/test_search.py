@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nafp_jax.catalogue import FingerprintMatrix, quantize
+from nafp_jax.catalogue.store import FingerprintMatrix, quantize
 from nafp_jax.search.neighbors import ExactIndex, ScannIndex, tree_shape
 from nafp_jax.search.subsequence import subsequence_search, subsequence_search_batch
 
@@ -119,7 +119,7 @@ def test_chunked_scann_build_indexes_every_row_under_its_own_id(tmp_path):
 
 
 def test_large_int8_catalogue_is_indexed_in_chunks_and_found(tmp_path, monkeypatch):
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(neighbors, "WHOLE_BUILD_MAX_ROWS", 20_000)
   monkeypatch.setattr(neighbors, "STREAM_CHUNK_ROWS", 20_000)

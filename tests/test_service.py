@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from nafp_jax import catalogue as catalogue_lib, cli
-from nafp_jax.encoder_bundle import load_encoder
-from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax import cli
+from nafp_jax.inference.encoder_bundle import load_encoder
+from nafp_jax.inference.fingerprinter import Fingerprinter
 from nafp_jax.service.app import ServiceLimits, create_app
 from nafp_jax.service.engine import QueryEngine
 from tests.test_catalogue_cli import model_dir, music  # pylint: disable=unused-import

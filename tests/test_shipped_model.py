@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from nafp_jax import shipped_model
-from nafp_jax.encoder_bundle import load_encoder
-from nafp_jax.fingerprinter import Fingerprinter
-from nafp_jax.param_count import count_parameters
+from nafp_jax.inference import shipped_model
+from nafp_jax.inference.encoder_bundle import load_encoder
+from nafp_jax.inference.fingerprinter import Fingerprinter
+from nafp_jax.training.param_count import count_parameters
 
 pytestmark = pytest.mark.skipif(not (shipped_model.SHIPPED_MODEL / "config.json").exists(),
                                 reason="no shipped model in this checkout")

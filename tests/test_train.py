@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from nafp_jax import checkpointing, train
-from nafp_jax.encoder_bundle import load_encoder
+from nafp_jax.training import checkpointing, train
+from nafp_jax.inference.encoder_bundle import load_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,7 +176,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, stop):
 def test_warm_start_from_an_exported_model(tmp_path):
   """A new run can start from a committed model's weights (when a long run's workdir is
   lost): step 0, the model's parameters; another architecture is refused."""
-  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
   trained = train.train_and_evaluate(_config(num_train_steps=2), str(tmp_path / "a"))
   exported = load_encoder(tmp_path / "a").save(tmp_path / "model", dtype="float32")
   config = _config(num_train_steps=1)

@@ -21,9 +21,8 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from input_pipeline import audio_io
-
-SAMPLE_RATE = audio_io.TARGET_SR
+from nafp_jax.audio import audio_io
+from nafp_jax.audio.constants import SAMPLE_RATE
 
 
 @dataclasses.dataclass

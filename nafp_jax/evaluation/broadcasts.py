@@ -16,9 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from input_pipeline import audio_io
+from nafp_jax.audio import audio_io
 
-SR = audio_io.TARGET_SR
+SR = audio_io.SAMPLE_RATE
 KINDS = ("catalogue", "unknown", "speech", "noise")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nafp_jax.shipped_model import model_path
+from nafp_jax.inference.shipped_model import model_path
 
 
 def _floats(text: str) -> list[float]:
@@ -29,10 +29,10 @@ HELD_OUT_ROOMS_SEED = 1000
 
 def _methods(args: argparse.Namespace) -> list:
   """One protocol.Method per --db, each with its --model (default: the shipped model)."""
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
-  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
   from nafp_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top
-  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   dbs = args.db
   models = args.model or [None] * len(dbs)
   if len(models) != len(dbs):
@@ -237,7 +237,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:  # pylint: disable
 
 def _folder_waves(folder: str | None, limit: int, seed: int) -> list[np.ndarray]:
   """Up to `limit` decodable files of a folder (a seeded choice), 16 kHz mono."""
-  from input_pipeline import audio_io  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import audio_io  # pylint: disable=g-import-not-at-top
   if not folder:
     return []
   files = audio_io.find_audio_files(Path(folder).expanduser())
@@ -257,10 +257,10 @@ def run_eval_monitor(args: argparse.Namespace) -> int:
   """Run `nafp eval-monitor`."""
   import json  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
-  from nafp_jax import catalogue as catalogue_lib  # pylint: disable=g-import-not-at-top
-  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
   from nafp_jax.evaluation import broadcasts, monitor_eval, protocol  # pylint: disable=g-import-not-at-top
-  from nafp_jax.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   from nafp_jax.monitoring import timeline  # pylint: disable=g-import-not-at-top
   from nafp_jax.monitoring.monitor import MonitorSettings, monitor_stream  # pylint: disable=g-import-not-at-top
   from nafp_jax.monitoring.tracker import Detection  # pylint: disable=g-import-not-at-top

@@ -15,12 +15,12 @@ from typing import Sequence
 from absl import logging
 import numpy as np
 
-from input_pipeline import audio_io
-from nafp_jax.catalogue import Catalogue
+from nafp_jax.audio import audio_io
+from nafp_jax.catalogue.store import Catalogue
 from nafp_jax.evaluation import query_sets
 from nafp_jax.evaluation.journal import Journal
-from nafp_jax.fingerprinter import Fingerprinter
-from nafp_jax.identify import identify
+from nafp_jax.inference.fingerprinter import Fingerprinter
+from nafp_jax.catalogue.identify import identify
 
 SEGMENT_TOLERANCE_S = 0.05
 

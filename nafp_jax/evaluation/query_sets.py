@@ -23,7 +23,8 @@ import numpy as np
 from input_pipeline import distortions
 from input_pipeline.pcm_bank import PcmBank
 
-SAMPLE_RATE = 16000
+from nafp_jax.audio.constants import SAMPLE_RATE
+
 LENGTHS_S = (0.96, 2.0, 3.0, 5.0)
 SNRS_DB = (0.0, 5.0, 10.0, 15.0, 20.0)
 T60S_S = (0.2, 0.4, 0.5, 0.7, 0.8)

@@ -14,7 +14,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from input_pipeline import audio_io
+from nafp_jax.audio import audio_io
 
 BLOCK_S = 5.0
 
@@ -24,8 +24,8 @@ class _Resampler:
 
   def __init__(self, rate: int):
     import soxr  # pylint: disable=g-import-not-at-top
-    self._stream = (None if rate == audio_io.TARGET_SR else
-                    soxr.ResampleStream(rate, audio_io.TARGET_SR, 1, dtype="float32",
+    self._stream = (None if rate == audio_io.SAMPLE_RATE else
+                    soxr.ResampleStream(rate, audio_io.SAMPLE_RATE, 1, dtype="float32",
                                         quality="HQ"))
 
   def __call__(self, mono: np.ndarray, last: bool = False) -> np.ndarray:

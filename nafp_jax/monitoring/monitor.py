@@ -17,10 +17,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from input_pipeline import audio_io
-from nafp_jax import catalogue as catalogue_lib
-from nafp_jax import frontend
-from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.audio import audio_io
+from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax.audio import frontend
+from nafp_jax.inference.fingerprinter import Fingerprinter
 from nafp_jax.monitoring.stream_fingerprints import StreamFingerprints
 from nafp_jax.monitoring.tracker import Detection, Gap, Tracker, WindowAnswer
 from nafp_jax.search.subsequence import GRID_S, subsequence_search_batch
@@ -119,4 +119,4 @@ def monitor_stream(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
   stream.finish()
   while ready := ready_windows():
     yield from search(ready)
-  yield from tracker.finish(stream.samples / audio_io.TARGET_SR)
+  yield from tracker.finish(stream.samples / audio_io.SAMPLE_RATE)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nafp_jax import frontend
-from nafp_jax.fingerprinter import Fingerprinter
+from nafp_jax.audio import frontend
+from nafp_jax.inference.fingerprinter import Fingerprinter
 
 # Frames of STFT context a window needs beyond its own span on each side.
 _CONTEXT_FRAMES = -(-(frontend.N_FFT // 2) // frontend.HOP)

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Sequence
 
-from nafp_jax import catalogue as catalogue_lib
+from nafp_jax.catalogue import store as catalogue_lib
 from nafp_jax.display import printable
 from nafp_jax.monitoring.tracker import Detection, Gap
 

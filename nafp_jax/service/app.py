@@ -30,10 +30,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from input_pipeline import audio_io
-from nafp_jax.catalogue import CatalogueError
-from nafp_jax.fingerprinter import QueryTooShortError
-from nafp_jax.identify import result_json
+from nafp_jax.audio import audio_io
+from nafp_jax.catalogue.store import CatalogueError
+from nafp_jax.inference.fingerprinter import QueryTooShortError
+from nafp_jax.catalogue.identify import result_json
 from nafp_jax.service.batcher import Batcher, QueueFullError
 from nafp_jax.service.engine import QueryEngine
 
@@ -136,7 +136,7 @@ def create_app(engine: QueryEngine, limits: ServiceLimits = ServiceLimits()) -> 
                                      allow_silent=True)
     except audio_io.AudioDecodeError as e:
       return _error(415 if "cannot decode" in e.problem else 422, str(e))
-    duration = wave.shape[0] / audio_io.TARGET_SR
+    duration = wave.shape[0] / audio_io.SAMPLE_RATE
     if duration > limits.max_clip_s:
       return _error(413, f"{name}: {duration:.1f} s of audio is over the limit of "
                          f"{limits.max_clip_s:g} s per query")

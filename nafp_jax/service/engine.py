@@ -19,9 +19,9 @@ from typing import Sequence
 from absl import logging
 import numpy as np
 
-from nafp_jax import catalogue as catalogue_lib
-from nafp_jax.fingerprinter import Fingerprinter, QueryTooShortError
-from nafp_jax.identify import Identification, identify_batch
+from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax.inference.fingerprinter import Fingerprinter, QueryTooShortError
+from nafp_jax.catalogue.identify import Identification, identify_batch
 
 
 class QueryEngine:

@@ -18,9 +18,9 @@ from typing import Iterator, Sequence
 from absl import logging
 import numpy as np
 
-from input_pipeline import audio_io, read_ahead
-from nafp_jax import catalogue as catalogue_lib
-from nafp_jax.fingerprinter import Fingerprinter, QueryTooShortError
+from nafp_jax.audio import audio_io, read_ahead
+from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax.inference.fingerprinter import Fingerprinter, QueryTooShortError
 from nafp_jax.search.subsequence import Match, subsequence_search_batch
 
 # Below this RMS (about -60 dBFS) a query is treated as silence: "no match".
@@ -55,7 +55,7 @@ def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
   """Add every usable, not yet indexed file to the catalogue (one atomic update).
 
   Files are hashed and decoded `read_ahead_files` ahead of the encoder on a worker thread
-  (input_pipeline/read_ahead.py; 0 = in turn); what is added does not depend on it.
+  (nafp_jax/audio/read_ahead.py; 0 = in turn); what is added does not depend on it.
   """
   cat.check_model(fingerprinter.bundle.identity)
   files = expand_inputs(inputs)
@@ -91,12 +91,12 @@ def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
           logging.warning("%s", warning)
         known[sha1] = path.name
         report.added.append(str(path))
-        report.audio_seconds += wave.shape[0] / audio_io.TARGET_SR
+        report.audio_seconds += wave.shape[0] / audio_io.SAMPLE_RATE
         hours = report.audio_seconds / 3600
         bar.set_postfix(audio_h=f"{hours:.2f}",
                         audio_h_per_s=f"{hours / max(time.time() - start, 1e-9):.4f}")
         yield {"name": display_name(path, inputs), "path": str(path.resolve()),
-               "duration": wave.shape[0] / audio_io.TARGET_SR, "sha1": sha1}, fingerprints
+               "duration": wave.shape[0] / audio_io.SAMPLE_RATE, "sha1": sha1}, fingerprints
 
   added = list(new_tracks())  # fingerprint first, then one short atomic write
   if added:
@@ -190,7 +190,7 @@ def identify_batch(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
 def _decide(cat: catalogue_lib.Catalogue, wave: np.ndarray, name: str, matches: list[Match],
             silent: bool, threshold: float | None, timings: dict[str, float]) -> Identification:
   """The answer for one searched clip: accepted only when its best score reaches the threshold."""
-  duration = wave.shape[0] / audio_io.TARGET_SR
+  duration = wave.shape[0] / audio_io.SAMPLE_RATE
   if threshold is None and cat.threshold is not None:
     threshold = cat.threshold.at(duration, cat.hours)
   warning = audio_io.narrowband_warning(wave, name)

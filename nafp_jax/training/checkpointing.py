@@ -19,6 +19,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from nafp_jax.models import checkpoint_files
+
 # Keys that may change between a run and its resumption.
 RESUMABLE_KEYS = frozenset({
     "num_train_steps", "log_every_steps", "eval_every_steps", "num_eval_batches",
@@ -85,11 +87,8 @@ def create_manager(workdir: str | os.PathLike, max_to_keep: int) -> ocp.Checkpoi
   """An async CheckpointManager under <workdir>/checkpoints."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=True)
-  root = epath.Path(workdir)
-  if not str(workdir).startswith(("gs://", "s3://")):
-    root = root.absolute()
-  return ocp.CheckpointManager(root / "checkpoints", options=options,
-                               item_names=("state", "data"))
+  return ocp.CheckpointManager(checkpoint_files.checkpoint_root(workdir), options=options,
+                               item_names=checkpoint_files.ITEMS)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, data: dict) -> None:

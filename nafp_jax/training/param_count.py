@@ -1,4 +1,4 @@
-"""Print parameter counts of model configs: `python -m nafp_jax.param_count [configs/x.py ...]`.
+"""Print parameter counts of model configs: `python -m nafp_jax.training.param_count [configs/x.py ...]`.
 
 With no arguments it prints every config in configs/ that defines a model.
 """
@@ -34,7 +34,7 @@ def _load_config(path: Path) -> ml_collections.ConfigDict:
 def run(argv: list[str] | None = None) -> None:
   """Print `<config>  <model>  <parameters>` per config file."""
   argv = sys.argv[1:] if argv is None else argv
-  root = Path(__file__).resolve().parents[1] / "configs"
+  root = Path(__file__).resolve().parents[2] / "configs"
   paths = [Path(a) for a in argv] or sorted(p for p in root.glob("*.py") if p.stem != "__init__")
   for path in paths:
     if not path.exists():

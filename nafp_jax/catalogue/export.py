@@ -21,10 +21,10 @@ from typing import Iterator, Sequence
 from absl import logging
 import numpy as np
 
-from input_pipeline import audio_io, read_ahead
-from nafp_jax import catalogue as catalogue_lib
-from nafp_jax.fingerprinter import Fingerprinter
-from nafp_jax.identify import display_name, expand_inputs
+from nafp_jax.audio import audio_io, read_ahead
+from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax.inference.fingerprinter import Fingerprinter
+from nafp_jax.catalogue.identify import display_name, expand_inputs
 
 
 def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLike],
@@ -70,7 +70,7 @@ def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
         skipped += 1
         continue
       records.append({"name": display_name(path, inputs), "path": str(Path(path).resolve()),
-                      "duration": item.wave.shape[0] / audio_io.TARGET_SR,
+                      "duration": item.wave.shape[0] / audio_io.SAMPLE_RATE,
                       "sha1": item.sha1, "shard": shard,
                       "offset": rows_in_shard, "rows": int(fps.shape[0]),
                       "order": order})

@@ -23,7 +23,7 @@ from typing import Collection, Iterator, Sequence
 
 import numpy as np
 
-from input_pipeline import audio_io
+from nafp_jax.audio import audio_io
 
 # Files decoded ahead by `nafp index` and `nafp export`: with 1, 2 and 4 indexing ran at
 # the same speed within noise (benchmarks/index_throughput.py, RESULTS.md §1); 2 leaves a
@@ -44,7 +44,7 @@ class ReadFile:
   problem: str = ""
 
 
-def read_file(path: Path, known_hashes: Collection[str] = (), sample_rate: int = audio_io.TARGET_SR
+def read_file(path: Path, known_hashes: Collection[str] = (), sample_rate: int = audio_io.SAMPLE_RATE
               ) -> ReadFile:
   """Hash `path` and, unless the hash is known, decode it to mono float32 at `sample_rate`."""
   sha1 = audio_io.content_hash(path) if path.is_file() and path.stat().st_size else ""
@@ -57,7 +57,7 @@ def read_file(path: Path, known_hashes: Collection[str] = (), sample_rate: int =
 
 
 def read_ahead(paths: Sequence[Path], known_hashes: Collection[str] = (),
-               depth: int = DEFAULT_DEPTH, sample_rate: int = audio_io.TARGET_SR
+               depth: int = DEFAULT_DEPTH, sample_rate: int = audio_io.SAMPLE_RATE
                ) -> Iterator[ReadFile]:
   """`read_file` of every path, in order, up to `depth` files ahead on one worker thread.
 

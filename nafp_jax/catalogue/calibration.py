@@ -12,7 +12,7 @@ Two users of one procedure:
 
 Clips of every calibrated duration are cut at seeded random positions, spread evenly
 over the files, and searched without a threshold; the thresholds are the upper
-(1 - fpr) quantiles of their best scores (nafp_jax/no_match.py).
+(1 - fpr) quantiles of their best scores (nafp_jax/catalogue/no_match.py).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import Callable, Sequence
 from absl import logging
 import numpy as np
 
-from input_pipeline import audio_io
-from nafp_jax import catalogue as catalogue_lib
-from nafp_jax import no_match
-from nafp_jax.fingerprinter import Fingerprinter
-from nafp_jax.identify import expand_inputs, identify, index_files
+from nafp_jax.audio import audio_io
+from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax.catalogue import no_match
+from nafp_jax.inference.fingerprinter import Fingerprinter
+from nafp_jax.catalogue.identify import expand_inputs, identify, index_files
 
 DEFAULT_CLIPS_PER_DURATION = 300
 # The small reference catalogue of a model default holds every n-th reference file.
@@ -70,7 +70,7 @@ def negative_best_scores(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprin
           on_skip(files[i], e.problem)
         continue
       for duration, found in scores.items():
-        length = int(round(duration * audio_io.TARGET_SR))
+        length = int(round(duration * audio_io.SAMPLE_RATE))
         wanted = min(per_file, clips_per_duration - len(found))
         if wave.shape[0] < length or wanted <= 0:
           continue

@@ -68,7 +68,7 @@ def training_warnings(metrics: Mapping[str, float], num_pairs: int) -> list[str]
 
 def probe_sounds() -> list[np.ndarray]:
   """Generated probe sounds (16 kHz, 1.2 s each): music-like tracks and noises."""
-  from input_pipeline import synthetic_audio  # pylint: disable=g-import-not-at-top
+  from nafp_jax.audio import synthetic_audio  # pylint: disable=g-import-not-at-top
   waves = [synthetic_audio.synth_track(np.random.default_rng([7, i]), _PROBE_SECONDS)
            for i in range(_PROBE_MUSIC)]
   waves += [synthetic_audio.synth_noise(np.random.default_rng([8, i]), _PROBE_SECONDS)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-TARGET_SR = 16000
+from nafp_jax.audio.constants import SAMPLE_RATE
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 # A file whose peak stays below this (about -90 dBFS) is treated as silent.
 SILENCE_PEAK = 3e-5
@@ -69,7 +69,7 @@ def mix_to_mono(data: np.ndarray) -> np.ndarray:
   return total / np.asarray(data.shape[1], data.dtype)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SR,
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
                min_duration_s: float = 0.0, allow_silent: bool = False) -> np.ndarray:
   """Read an audio file as mono float32 at `sample_rate`.
 
@@ -88,7 +88,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_SR,
   return _to_mono(data, sr, path, sample_rate, min_duration_s, allow_silent)
 
 
-def load_audio_bytes(data: bytes, name: str, sample_rate: int = TARGET_SR,
+def load_audio_bytes(data: bytes, name: str, sample_rate: int = SAMPLE_RATE,
                      min_duration_s: float = 0.0, allow_silent: bool = False) -> np.ndarray:
   """`load_audio` of an encoded file held in memory (an upload); errors name `name`."""
   import io  # pylint: disable=g-import-not-at-top
@@ -131,7 +131,7 @@ NARROWBAND_HZ = 5000.0
 BAND_EDGE_DROP_DB = 60.0
 
 
-def bandwidth_hz(wave: np.ndarray, sample_rate: int = TARGET_SR) -> float:
+def bandwidth_hz(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
   """The highest frequency at which `wave` has content: where its long-term spectrum
   (Welch, 1024-sample segments, at most the first 2 minutes) is still within 60 dB of
   its level over 300-3400 Hz.  Full-band music at 16 kHz measures about 7.8 kHz (the
@@ -155,7 +155,7 @@ def narrowband_warning(wave: np.ndarray, what: str) -> str | None:
   if edge >= NARROWBAND_HZ:
     return None
   return (f"{what}: audio only up to about {edge / 1000:.1f} kHz (telephone band or a low "
-          f"sample rate), the model hears up to {TARGET_SR / 2000:.0f} kHz: it will match "
+          f"sample rate), the model hears up to {SAMPLE_RATE / 2000:.0f} kHz: it will match "
           "full-band recordings of the same music poorly")
 
 

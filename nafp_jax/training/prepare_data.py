@@ -1,6 +1,6 @@
 """Build a config's datasets into its data dir ahead of training (e.g. a bucket for a TPU pod).
 
-  python -m nafp_jax.prepare_data --config configs/large_batch_tpu.py \
+  python -m nafp_jax.training.prepare_data --config configs/large_batch_tpu.py \
       --config.data.tracks=fma:full@/data/fma --config.data.data_dir=gs://BUCKET/tfds
 
 Runs on one machine that can read the source audio; every host of the training job
@@ -21,8 +21,8 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from nafp_jax import train  # pylint: disable=g-import-not-at-top
-  for kind, builder in zip(("tracks", "noise", "rirs"), train.prepare_datasets(FLAGS.config)):
+  from input_pipeline import training_input  # pylint: disable=g-import-not-at-top
+  for kind, builder in zip(("tracks", "noise", "rirs"), training_input.prepare_datasets(FLAGS.config)):
     splits = {name: info.num_examples for name, info in builder.info.splits.items()}
     logging.info("%s: %s in %s %s", kind, builder.info.full_name, builder.data_dir, splits)
     print(f"{kind}: {builder.info.full_name} at {builder.data_dir} {splits}")

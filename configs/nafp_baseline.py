@@ -1,7 +1,7 @@
 """The NAFP baseline encoder (Chang et al. 2021) trained in this framework ("MIPS" rows).
 
 Same data and pipeline as the attention model; NAFP's temperature 0.05.
-  python -m nafp_jax.main --config configs/nafp.py --workdir /tmp/nafp
+  python -m nafp_jax.main --config configs/nafp_baseline.py --workdir /tmp/nafp
 """
 
 import ml_collections

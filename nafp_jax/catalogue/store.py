@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from nafp_jax.no_match import NoMatchThreshold
+from nafp_jax.catalogue.no_match import NoMatchThreshold
 
 FORMAT = "nafp-catalogue"
 FORMAT_VERSION = 1
@@ -168,7 +168,7 @@ class Catalogue:
 
   @property
   def threshold(self) -> NoMatchThreshold | None:
-    """The no-match threshold in force (nafp_jax/no_match.py), or None: every best match counts."""
+    """The no-match threshold in force (nafp_jax/catalogue/no_match.py), or None: every best match counts."""
     return NoMatchThreshold.from_json(self.manifest.get("threshold"),
                                       self.manifest.get("threshold_fpr"))
 
@@ -407,6 +407,11 @@ def file_digests(generation: Path) -> dict[str, dict]:
   return {f.relative_to(generation).as_posix(): {"bytes": f.stat().st_size, "sha256": sha256_of(f)}
           for f in sorted(generation.rglob("*"))
           if f.is_file() and f.name != "manifest.json"}
+
+
+def exists(root: str | os.PathLike) -> bool:
+  """Whether `root` holds a catalogue (a published generation)."""
+  return (Path(root).expanduser() / "CURRENT").exists()
 
 
 def create(root: str | os.PathLike, model_identity: str, model_source: str, dim: int,

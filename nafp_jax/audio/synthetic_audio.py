@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from nafp_jax.audio.constants import SAMPLE_RATE
 
 
 def _tone(freq: float, n: int, rng: np.random.Generator) -> np.ndarray:

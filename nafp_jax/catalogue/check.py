@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nafp_jax.catalogue import Catalogue, CatalogueError, sha256_of
+from nafp_jax.catalogue.store import Catalogue, CatalogueError, sha256_of
 
 
 def verify(root: str | os.PathLike, chunk_rows: int = 1 << 16) -> tuple[Catalogue | None, list[str]]:

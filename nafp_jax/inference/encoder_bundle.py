@@ -96,16 +96,13 @@ def load_encoder(path: str | os.PathLike) -> EncoderBundle:
       raise ModelLoadError(f"{path / _VARIABLES}: damaged ({e})") from None
     variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), raw)
     return EncoderBundle(config, variables, str(path))
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  ckpt_dir = path / "checkpoints"
-  if not ckpt_dir.is_dir():
+  from nafp_jax.models import checkpoint_files  # pylint: disable=g-import-not-at-top
+  if not checkpoint_files.has_checkpoints(path):
     raise ModelLoadError(f"{path}: neither {_VARIABLES} nor checkpoints/")
-  manager = ocp.CheckpointManager(ckpt_dir.absolute(), item_names=("state", "data"))
-  step = manager.latest_step()
-  if step is None:
-    raise ModelLoadError(f"{ckpt_dir}: holds no finished checkpoint")
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  state = restored.state
+  latest = checkpoint_files.read_latest_state(path)
+  if latest is None:
+    raise ModelLoadError(f"{path / 'checkpoints'}: holds no finished checkpoint")
+  step, state = latest
   variables = {"params": state["params"]}
   if state.get("batch_stats"):
     variables["batch_stats"] = state["batch_stats"]

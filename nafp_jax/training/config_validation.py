@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from nafp_jax.loss import LOSSES
+from nafp_jax.training.loss import LOSSES
 
 _OPTIMIZERS = ("adam", "adamw", "lamb", "lars")
 _SCHEDULES = ("constant", "cosine")

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SAMPLE_RATE = 16000
+from nafp_jax.audio.constants import SAMPLE_RATE
+
 N_FFT = 512
 HOP = 160
 N_MELS = 64

@@ -26,11 +26,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from nafp_jax import checkpointing, config_validation, embedding_spread, frontend, loss as loss_lib
-from nafp_jax import optimizers, sharding
-from nafp_jax.metrics_logging import MetricsLogger
-from nafp_jax.models import create_model
+from nafp_jax import sharding
+from nafp_jax.audio import frontend
+from nafp_jax.models import create_model, embedding_spread
 from nafp_jax.models.conv import lowering_for
+from nafp_jax.training import checkpointing, config_validation, loss as loss_lib, optimizers
+from nafp_jax.training.metrics_logging import MetricsLogger
 
 
 class TrainingInterrupted(Exception):
@@ -129,55 +130,6 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
           **embedding_spread.spread_metrics(emb[:n])}
 
 
-def _pair_config(data: ml_collections.ConfigDict):
-  from input_pipeline.pairs import PairConfig  # pylint: disable=g-import-not-at-top
-  sr = frontend.SAMPLE_RATE
-  return PairConfig(
-      segment_samples=frontend.SEGMENT_SAMPLES,
-      max_offset_samples=int(round(data.max_offset_ms * sr / 1000)),
-      reverb_context_samples=int(round(data.reverb_context_s * sr)),
-      rir_samples=int(round(data.rir_max_s * sr)),
-      slot_samples=frontend.SEGMENT_SAMPLES,
-      snr_db_range=(data.snr_db_min, data.snr_db_max),
-      distortion_weights=tuple(data.distortion_weights),
-      energy_threshold=data.energy_threshold,
-      device_prob=data.get("device_prob", 0.0))
-
-
-def prepare_datasets(config: ml_collections.ConfigDict):
-  """Build (once) the config's track, noise and RIR datasets; returns their TFDS builders."""
-  from input_pipeline import sources  # pylint: disable=g-import-not-at-top
-  d = config.data
-  data_dir = d.data_dir or None
-  tracks = sources.prepare(d.tracks, "tracks", data_dir)
-  noise = sources.prepare(d.noise, "noise", data_dir)
-  rirs = sources.prepare(d.rirs, "rirs", data_dir, rir_t60_range=(d.rir_t60_min, d.rir_t60_max),
-                         rir_seed=config.seed)
-  return tracks, noise, rirs
-
-
-def create_pair_sources(config: ml_collections.ConfigDict):
-  """This host's (train, eval) PairSources; each host reads only its share of files."""
-  from input_pipeline import pairs, sources  # pylint: disable=g-import-not-at-top
-  d = config.data
-  host, hosts = jax.process_index(), jax.process_count()
-  if hosts > 1 and host != 0:
-    # Process 0 builds any dataset not yet in the (shared) data dir first; the
-    # others then find it ready instead of writing the same files at once.
-    multihost_utils.sync_global_devices("nafp: datasets prepared")
-  tracks, noise, rirs = prepare_datasets(config)
-  if hosts > 1 and host == 0:
-    multihost_utils.sync_global_devices("nafp: datasets prepared")
-  noise_bank = sources.load_bank(noise, d.noise_split, "audio", host, hosts)
-  rir_bank = sources.load_bank(rirs, "train", "rir", host, hosts)
-  cfg = _pair_config(d)
-  train = pairs.PairSource(sources.load_bank(tracks, d.train_split, "audio", host, hosts),
-                           noise_bank, rir_bank, cfg)
-  evaluation = pairs.PairSource(sources.load_bank(tracks, d.eval_split, "audio", host, hosts),
-                                noise_bank, rir_bank, cfg, rir_spectra=train.rir_spectra)
-  return train, evaluation
-
-
 def _numpy_batches(ds, host: int = 0, hosts: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Batches as numpy; track ids made unique across hosts (each host numbers its own files)."""
   for batch in ds.as_numpy_iterator():
@@ -187,7 +139,7 @@ def _numpy_batches(ds, host: int = 0, hosts: int = 1) -> Iterator[dict[str, np.n
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Train (or resume) the model of `config` in `workdir`; returns the final state."""
-  from input_pipeline import pairs  # pylint: disable=g-import-not-at-top
+  from input_pipeline import pairs, training_input  # pylint: disable=g-import-not-at-top
   config_validation.validate(config)
   config = config.copy_and_resolve_references()  # the caller's config is left as it was
   if config.batch_size % jax.process_count():
@@ -228,7 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state = warm_start(state, config, replicated)
   start_step = int(state.step)
 
-  train_source, eval_source = create_pair_sources(config)
+  train_source, eval_source = training_input.create_pair_sources(config)
   host = jax.process_index()
   train_iter = _numpy_batches(pairs.pair_dataset(
       train_source, host_batch, config.seed, positions[host], host=host), host,
@@ -341,7 +293,7 @@ def warm_start(state: TrainState, config: ml_collections.ConfigDict,
   (an exported model folder or a workdir), e.g. the committed shipped model when a long
   run's workdir is lost.  Step, optimizer state and data position start afresh; the model
   section of both configs must agree (another architecture is refused, naming the keys)."""
-  from nafp_jax.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
   bundle = load_encoder(config.init_from)
   import json  # pylint: disable=g-import-not-at-top
   as_json = lambda c: json.loads(json.dumps(c.to_dict(), default=list))  # tuples as lists

@@ -21,8 +21,9 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from nafp_jax import frontend, sharding
-from nafp_jax.encoder_bundle import EncoderBundle
+from nafp_jax.audio import frontend
+from nafp_jax import sharding
+from nafp_jax.inference.encoder_bundle import EncoderBundle
 from nafp_jax.models import create_model
 from nafp_jax.models.conv import ConvLowering, lowering_for
 

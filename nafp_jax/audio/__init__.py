@@ -1,0 +1,1 @@
+"""The shared audio layer: the one sample rate, decoding, read-ahead, the log-mel front end."""

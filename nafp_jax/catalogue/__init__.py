@@ -1,0 +1,1 @@
+"""The catalogue: storing fingerprints, identifying, exporting, no-match thresholds."""

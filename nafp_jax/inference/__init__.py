@@ -1,0 +1,1 @@
+"""Inference: loading an exported model and fingerprinting audio with it."""
