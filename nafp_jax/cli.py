@@ -25,7 +25,6 @@ from typing import Sequence
 from nafp_jax.display import printable
 from nafp_jax.evaluation.command import add_eval_parser
 from nafp_jax.stream_commands import add_stream_parsers
-from nafp_jax.inference.shipped_model import model_path
 
 
 
@@ -70,27 +69,25 @@ def _check_spread(fingerprinter, args) -> None:
 
 
 def cmd_index(args) -> int:
-  from nafp_jax.catalogue import store as catalogue_lib, no_match  # pylint: disable=g-import-not-at-top
-  from nafp_jax.catalogue.identify import index_files  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.service import CatalogueService  # pylint: disable=g-import-not-at-top
+  from nafp_jax.models import embedding_spread  # pylint: disable=g-import-not-at-top
   db = Path(args.db).expanduser()
-  _, fingerprinter = _load(args, need_catalogue=False)
-  if (db / "CURRENT").exists():
-    cat = catalogue_lib.Catalogue(db)
-    if args.storage and args.storage != cat.storage:
-      raise catalogue_lib.CatalogueError(f"{db}: stores {cat.storage}, not {args.storage}")
-  else:
-    _check_spread(fingerprinter, args)  # an existing catalogue's model was checked at creation
-    default = no_match.read_model_default(model_path(args.model))
-    cat = catalogue_lib.create(db, fingerprinter.bundle.identity, fingerprinter.bundle.source,
-                               fingerprinter.dim, args.storage or "float32", default)
-    if default is None:
-      print(f"warning: the model has no default no-match threshold, so every query of {db} "
-            "will be answered MATCH with its best track until you run `nafp calibrate --db "
-            f"{db}` (or `nafp calibrate-model` on the model)", file=sys.stderr)
-    else:
-      print(f"no-match threshold: {default.describe()}; `nafp calibrate` replaces it with one "
-            "measured for this catalogue")
-  cat, report = index_files(cat, fingerprinter, args.inputs, progress=not args.quiet)
+  try:  # a new catalogue's model is checked for collapse; an existing one's was at creation
+    service = CatalogueService.open_or_create(db, args.model, args.storage)
+  except embedding_spread.CollapsedModelError as e:
+    if not args.allow_collapsed:
+      raise
+    print(f"warning: {e}", file=sys.stderr)
+    service = CatalogueService.open_or_create(db, args.model, args.storage, allow_collapsed=True)
+  if service.created and service.threshold is None:
+    print(f"warning: the model has no default no-match threshold, so every query of {db} "
+          "will be answered MATCH with its best track until you run `nafp calibrate --db "
+          f"{db}` (or `nafp calibrate-model` on the model)", file=sys.stderr)
+  elif service.created:
+    print(f"no-match threshold: {service.threshold.describe()}; `nafp calibrate` replaces it "
+          "with one measured for this catalogue")
+  report = service.index(args.inputs, progress=not args.quiet)
+  cat = service.catalogue
   for path, same in report.duplicates:
     print(f"{path}: already indexed (same content as {same}); nothing to do")
   for path, problem in report.skipped:
@@ -144,15 +141,10 @@ def cmd_export_model(args) -> int:
 
 
 def cmd_import(args) -> int:
-  import json as json_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax.catalogue import store as catalogue_lib, export  # pylint: disable=g-import-not-at-top
-  manifest = json_lib.loads((Path(args.export) / "manifest.json").read_text())
-  if manifest.get("fingerprint_version", 1) != catalogue_lib.FINGERPRINT_VERSION:
-    raise catalogue_lib.CatalogueError(
-        f"{args.export}: exported with fingerprint version {manifest.get('fingerprint_version', 1)}"
-        f", this code uses version {catalogue_lib.FINGERPRINT_VERSION}; export the audio again")
+  manifest = export.read_manifest(args.export)
   db = Path(args.db).expanduser()
-  if (db / "CURRENT").exists():
+  if catalogue_lib.exists(db):
     cat = catalogue_lib.Catalogue(db)
     cat.check_model(manifest["model_identity"])
   else:
@@ -270,41 +262,30 @@ def cmd_check(args) -> int:
 
 def cmd_remove(args) -> int:
   from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
-  cat = catalogue_lib.Catalogue(args.db)
-  ids, missing = [], []
-  for key in args.tracks:
-    t = cat.find(key)
-    (ids.append(t.id) if t else missing.append(key))
-  if missing:
-    print(f"error: not in {cat.root}: {', '.join(missing)}", file=sys.stderr)
+  try:  # no model needed: the catalogue alone
+    cat, removed = catalogue_lib.remove_tracks(catalogue_lib.Catalogue(args.db), args.tracks)
+  except catalogue_lib.MissingTracksError as e:
+    print(f"error: {e}", file=sys.stderr)
     return 1
-  cat = catalogue_lib.update(cat, remove=ids)
-  print(f"removed {len(ids)} track(s); {cat.manifest['num_tracks']} left")
+  print(f"removed {len(removed)} track(s); {cat.manifest['num_tracks']} left")
   return 0
 
 
 def cmd_calibrate(args) -> int:
-  from nafp_jax.catalogue import calibration, store as catalogue_lib, no_match  # pylint: disable=g-import-not-at-top
-  cat, fingerprinter = _load(args)
-  if args.model_default:
-    if args.negatives:
-      raise ValueError("give audio to measure on, or --model-default, not both")
-    threshold = no_match.read_model_default(model_path(args.model))
-    if threshold is None:
-      raise ValueError(f"{model_path(args.model)}: the model has no default no-match threshold; "
-                       "`nafp calibrate-model` measures one")
-    catalogue_lib.update(cat, manifest_changes={"threshold": threshold.to_json(),
-                                                "threshold_fpr": threshold.fpr})
-    print(f"{cat.root}: no-match threshold set to {threshold.describe(cat.hours)}")
-    return 0
-  if not args.negatives:
+  from nafp_jax.catalogue.service import CatalogueService  # pylint: disable=g-import-not-at-top
+  if args.model_default and args.negatives:
+    raise ValueError("give audio to measure on, or --model-default, not both")
+  if not args.model_default and not args.negatives:
     raise ValueError("give audio that is not in the catalogue to measure on (or --model-default)")
-  threshold = calibration.calibrate_catalogue(
-      cat, fingerprinter, args.negatives, args.fpr, args.durations, args.clips,
-      progress=not args.quiet,
+  service = CatalogueService.open(args.db, args.model)
+  if args.model_default:
+    threshold = service.use_model_default_threshold()
+    print(f"{service.catalogue.root}: no-match threshold set to "
+          f"{threshold.describe(service.catalogue.hours)}")
+    return 0
+  threshold = service.calibrate(
+      args.negatives, args.fpr, args.durations, args.clips, progress=not args.quiet,
       on_skip=lambda path, problem: print(f"skipped {path}: {problem}", file=sys.stderr))
-  catalogue_lib.update(cat, manifest_changes={"threshold": threshold.to_json(),
-                                              "threshold_fpr": threshold.fpr})
   _print_threshold(threshold)
   return 0
 

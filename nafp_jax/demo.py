@@ -50,9 +50,13 @@ def main(argv=None) -> int:
   out = args.out or str(cache / "demo" / f"results-{db.name}")
   folders = ([str(root / "dev" / p) for p in dev_packages] if dev_packages
              else [str(root / "dev")])
-  code = cli.main(["index", *folders, "--db", str(db), *model])
-  if code:
-    return code
+  from nafp_jax.catalogue.service import CatalogueService  # pylint: disable=g-import-not-at-top
+  service = CatalogueService.open_or_create(db, args.model)
+  report = service.index(folders, progress=True)
+  for path, problem in report.skipped:
+    print(f"skipped {path}: {problem}", file=sys.stderr)
+  print(f"catalogue {db}: {len(service.tracks)} tracks ({len(report.added)} added in "
+        f"{report.wall_seconds:.1f} s, {len(report.duplicates)} already there)")
   code = cli.main(["eval", "--db", str(db), *model, "--label", "nafp-jax", "--queries",
                    str(args.queries), "--lengths", args.lengths, "--noise",
                    f"folder:{root / 'noise'}", "--out", out,

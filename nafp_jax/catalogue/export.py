@@ -12,19 +12,17 @@ for `catalogue.update(add=...)` or any external search system.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from absl import logging
 import numpy as np
 
 from nafp_jax.audio import audio_io, read_ahead
 from nafp_jax.catalogue import store as catalogue_lib
 from nafp_jax.inference.fingerprinter import Fingerprinter
-from nafp_jax.catalogue.identify import display_name, expand_inputs
+from nafp_jax.catalogue.identify import display_name, expand_inputs, fingerprint_files
 
 
 def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLike],
@@ -57,27 +55,22 @@ def export_share(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
       os.replace(tmp, folder / f"shard-{shard:05d}.npy")
       shard, rows_in_shard, buffer = shard + 1, 0, []
 
-  reader = read_ahead.read_ahead([files[order] for order in mine], depth=read_ahead_files)
-  with contextlib.closing(reader):
-    for order, item in zip(mine, reader):
-      path = item.path
-      if item.wave is None:
-        logging.warning("Skipping %s: %s", path, item.problem)
-        skipped += 1
-        continue
-      fps = fingerprinter.track_fingerprints(item.wave)
-      if fps.shape[0] == 0:
-        skipped += 1
-        continue
-      records.append({"name": display_name(path, inputs), "path": str(Path(path).resolve()),
-                      "duration": item.wave.shape[0] / audio_io.SAMPLE_RATE,
-                      "sha1": item.sha1, "shard": shard,
-                      "offset": rows_in_shard, "rows": int(fps.shape[0]),
-                      "order": order})
-      buffer.append(fps)
-      rows_in_shard += fps.shape[0]
-      if rows_in_shard >= shard_rows:
-        flush()
+  share = fingerprint_files(fingerprinter, [files[order] for order in mine],
+                            read_ahead_files=read_ahead_files)
+  for order, item in zip(mine, share):
+    path, fps = item.path, item.fingerprints
+    if item.problem is not None:
+      skipped += 1
+      continue
+    records.append({"name": display_name(path, inputs), "path": str(Path(path).resolve()),
+                    "duration": item.wave.shape[0] / audio_io.SAMPLE_RATE,
+                    "sha1": item.sha1, "shard": shard,
+                    "offset": rows_in_shard, "rows": int(fps.shape[0]),
+                    "order": order})
+    buffer.append(fps)
+    rows_in_shard += fps.shape[0]
+    if rows_in_shard >= shard_rows:
+      flush()
   flush()
   tmp = folder / "tracks.jsonl.tmp"
   tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -111,10 +104,28 @@ def check_export_folder(out: Path, share: Path, model_identity: str) -> None:
                           "overwriting it. Remove the folder or export into a new one")
 
 
+def read_manifest(folder: str | os.PathLike) -> dict:
+  """An export's manifest; CatalogueError if its fingerprints are of another version than
+  this code makes (they could not be searched together with new ones)."""
+  path = Path(folder) / "manifest.json"
+  try:
+    manifest = json.loads(path.read_text())
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{folder}: not an export (no manifest.json)") from None
+  except (OSError, ValueError) as e:
+    raise catalogue_lib.CatalogueError(f"{path}: damaged ({e})") from None
+  version = manifest.get("fingerprint_version", 1)
+  if version != catalogue_lib.FINGERPRINT_VERSION:
+    raise catalogue_lib.CatalogueError(
+        f"{folder}: exported with fingerprint version {version}, this code uses version "
+        f"{catalogue_lib.FINGERPRINT_VERSION}; export the audio again")
+  return manifest
+
+
 def iter_export(folder: str | os.PathLike) -> Iterator[tuple[dict, np.ndarray]]:
   """(track fields, fingerprints) of every complete share, in the original file order."""
   folder = Path(folder)
-  manifest = json.loads((folder / "manifest.json").read_text())
+  manifest = read_manifest(folder)
   records = []
   for p in range(manifest["process_count"]):
     share = folder / f"process-{p:05d}"

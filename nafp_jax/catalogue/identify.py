@@ -13,12 +13,12 @@ import functools
 import os
 from pathlib import Path
 import time
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 from absl import logging
 import numpy as np
 
-from nafp_jax.audio import audio_io, read_ahead
+from nafp_jax.audio import audio_io, frontend, read_ahead
 from nafp_jax.catalogue import store as catalogue_lib
 from nafp_jax.inference.fingerprinter import Fingerprinter, QueryTooShortError
 from nafp_jax.search.subsequence import Match, subsequence_search_batch
@@ -48,6 +48,50 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
   return files
 
 
+TOO_SHORT = f"shorter than one fingerprint ({frontend.SEGMENT_SAMPLES / audio_io.SAMPLE_RATE:.2f} s)"
+
+
+@dataclasses.dataclass
+class FileFingerprints:
+  """One input file after `fingerprint_files`: fingerprinted, a duplicate, or skipped."""
+  path: Path
+  sha1: str | None
+  wave: np.ndarray | None = None
+  fingerprints: np.ndarray | None = None
+  problem: str | None = None  # why it was skipped (unreadable, not audio, too short)
+
+  @property
+  def duplicate(self) -> bool:
+    return self.problem is None and self.fingerprints is None
+
+
+def fingerprint_files(fingerprinter: Fingerprinter, files: Sequence[Path],
+                      known_hashes: Collection[str] = (),
+                      read_ahead_files: int = read_ahead.DEFAULT_DEPTH
+                      ) -> Iterator[FileFingerprints]:
+  """Each of `files` in order, hashed and decoded `read_ahead_files` ahead of the encoder on
+  a worker thread (nafp_jax/audio/read_ahead.py), then fingerprinted; a file whose content
+  hash is in `known_hashes` is not decoded (a duplicate), one that cannot be decoded or is
+  shorter than one fingerprint is skipped with its problem named (and logged)."""
+  reader = read_ahead.read_ahead(files, known_hashes=known_hashes, depth=read_ahead_files)
+  with contextlib.closing(reader):
+    for item in reader:
+      if item.sha1 and item.sha1 in known_hashes:
+        yield FileFingerprints(item.path, item.sha1)
+        continue
+      problem = item.problem or None  # "" when the file was read
+      fingerprints = None
+      if item.wave is not None:
+        fingerprints = fingerprinter.track_fingerprints(item.wave)
+        if fingerprints.shape[0] == 0:
+          problem = TOO_SHORT
+      if problem is not None:
+        logging.warning("Skipping %s: %s", item.path, problem)
+        yield FileFingerprints(item.path, item.sha1, problem=problem)
+        continue
+      yield FileFingerprints(item.path, item.sha1, item.wave, fingerprints)
+
+
 def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
                 inputs: Sequence[str | os.PathLike], progress: bool = True,
                 read_ahead_files: int = read_ahead.DEFAULT_DEPTH
@@ -65,25 +109,16 @@ def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
 
   def new_tracks() -> Iterator[tuple[dict, np.ndarray]]:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    reader = read_ahead.read_ahead(files, known_hashes=known, depth=read_ahead_files)
-    with tqdm(total=len(files), unit="track", disable=not progress, desc="indexing") as bar, \
-         contextlib.closing(reader):
-      for item in reader:
+    with tqdm(total=len(files), unit="track", disable=not progress, desc="indexing") as bar:
+      for item in fingerprint_files(fingerprinter, files, known, read_ahead_files):
         bar.update()
-        path, sha1 = item.path, item.sha1
-        if sha1 and sha1 in known:
+        path, sha1, wave, fingerprints = item.path, item.sha1, item.wave, item.fingerprints
+        if item.duplicate:
           report.duplicates.append((str(path), known[sha1]))
           logging.info("%s: already indexed (same content as %s); nothing to do", path, known[sha1])
           continue
-        if item.wave is None:
-          logging.warning("Skipping %s: %s", path, item.problem)
+        if item.problem is not None:
           report.skipped.append((str(path), item.problem))
-          continue
-        wave = item.wave
-        fingerprints = fingerprinter.track_fingerprints(wave)
-        if fingerprints.shape[0] == 0:
-          report.skipped.append((str(path), "shorter than one fingerprint (0.96 s)"))
-          logging.warning("Skipping %s: shorter than one fingerprint (0.96 s)", path)
           continue
         warning = audio_io.narrowband_warning(wave, str(path))
         if warning:

@@ -309,29 +309,22 @@ def _link_tree(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
-def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[TrackRecord],
-                     old_matrix: FingerprintMatrix | None,
-                     new: Iterable[tuple[dict, np.ndarray]], previous_db: Path | None) -> None:
-  """Write a complete generation: kept tracks (with their rows) + new tracks, then publish.
+def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[TrackRecord],
+                       old_matrix: FingerprintMatrix | None,
+                       new: Iterable[tuple[dict, np.ndarray]], storage: str, dim: int
+                       ) -> tuple[list[np.ndarray], int, int, int]:
+  """The generation's track table: kept tracks renumbered in order, new ones appended.
 
-  `new` yields (record fields without id/first_row/row_count, fingerprints [n, d]).
-  Nothing is visible until the final rename; an exception leaves the live one as it was.
+  Returns (the matrix parts in row order, rows, tracks added, tracks in all).
   """
-  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
-  root = Path(root)
-  storage, dim = manifest["storage"], manifest["dim"]
-  tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=root))
+  if previous_db is not None:
+    shutil.copyfile(previous_db, db_path)
+  con = sqlite3.connect(db_path)
   try:
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; others may need to read it
-    db_path = tmp / "tracks.sqlite"
-    if previous_db is not None:
-      shutil.copyfile(previous_db, db_path)
-    con = sqlite3.connect(db_path)
     with con:
       con.executescript(_SCHEMA)
-      keep_ids = [t.id for t in keep]
       con.execute("CREATE TEMP TABLE keep (id INTEGER PRIMARY KEY)")
-      con.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in keep_ids])
+      con.executemany("INSERT INTO keep VALUES (?)", [(t.id,) for t in keep])
       con.execute("DELETE FROM tracks WHERE id NOT IN (SELECT id FROM keep)")
     parts, row = [], 0
     for t in keep:  # compact: kept tracks keep their order, rows renumbered
@@ -353,41 +346,73 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
       row += fingerprints.shape[0]
       added += 1
     num_tracks = con.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+  finally:
     con.close()
+  return parts, row, added, num_tracks
+
+
+def _write_matrix_and_searcher(folder: Path, parts: list[np.ndarray], rows: int, dim: int,
+                               storage: str) -> None:
+  """fingerprints.npy from `parts` and the ScaNN searcher built from it.
+
+  Parts go straight into the file (no in-memory copy of the whole matrix), and the searcher
+  is built from that file chunk by chunk (never all rows as float32).
+  """
+  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+  out = np.lib.format.open_memmap(folder / "fingerprints.npy", mode="w+",
+                                  dtype=STORAGE_DTYPES[storage], shape=(rows, dim))
+  lo = 0
+  for part in parts:
+    out[lo:lo + part.shape[0]] = part
+    lo += part.shape[0]
+  out.flush()
+  del out
+  stored = np.load(folder / "fingerprints.npy", mmap_mode="r")
+  # int8 storage asks for the smallest catalogue: AH codes only, no float32 re-ordering copy
+  # (the same hit rate as re-ordering in benchmarks/RESULTS.md §2).
+  neighbors.ScannIndex.build(FingerprintMatrix(stored, storage),
+                             reorder=storage != "int8").save(folder / "scann")
+
+
+def _write_manifest_and_sync(folder: Path, manifest: dict) -> None:
+  """manifest.json (with every file's digest), then every file flushed to disk."""
+  manifest = dict(manifest, files=file_digests(folder))
+  (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+  for f in folder.rglob("*"):
+    if f.is_file():
+      with open(f, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[TrackRecord],
+                     old_matrix: FingerprintMatrix | None,
+                     new: Iterable[tuple[dict, np.ndarray]], previous_db: Path | None) -> None:
+  """Write a complete generation: kept tracks (with their rows) + new tracks, then publish.
+
+  `new` yields (record fields without id/first_row/row_count, fingerprints [n, d]).
+  Nothing is visible until the final rename; an exception leaves the live one as it was.
+  """
+  root = Path(root)
+  storage, dim = manifest["storage"], manifest["dim"]
+  tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=root))
+  try:
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; others may need to read it
+    parts, rows, added, num_tracks = _write_track_table(
+        tmp / "tracks.sqlite", previous_db, keep, old_matrix, new, storage, dim)
     unchanged = (previous_db is not None and old_matrix is not None and added == 0
-                 and row == old_matrix.shape[0])
-    if row and unchanged:
+                 and rows == old_matrix.shape[0])
+    if rows and unchanged:
       # Same rows as the live generation (a threshold change, nothing new to add): its
       # immutable matrix and searcher are hard-linked, not rewritten and rebuilt.
       _link_tree(previous_db.parent / "fingerprints.npy", tmp / "fingerprints.npy")
       _link_tree(previous_db.parent / "scann", tmp / "scann")
-      del parts
-    elif row:
-      # Parts go straight into the file (no in-memory copy of the whole matrix), and the
-      # searcher is built from that file chunk by chunk (never all rows as float32).
-      out = np.lib.format.open_memmap(tmp / "fingerprints.npy", mode="w+",
-                                      dtype=STORAGE_DTYPES[storage], shape=(row, dim))
-      lo = 0
-      for part in parts:
-        out[lo:lo + part.shape[0]] = part
-        lo += part.shape[0]
-      out.flush()
-      del out, parts
-      stored = np.load(tmp / "fingerprints.npy", mmap_mode="r")
-      # int8 storage asks for the smallest catalogue: AH codes only, no float32 re-ordering copy
-      # (the same hit rate as re-ordering in benchmarks/RESULTS.md §2).
-      neighbors.ScannIndex.build(FingerprintMatrix(stored, storage),
-                                 reorder=storage != "int8").save(tmp / "scann")
-      del stored
-    manifest = dict(manifest, num_rows=int(row), num_tracks=int(num_tracks),
-                    generation=int(manifest.get("generation", 0)) + 1,
-                    files=file_digests(tmp))
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    for f in tmp.rglob("*"):
-      if f.is_file():
-        with open(f, "rb") as fh:
-          os.fsync(fh.fileno())
-    _publish(root, tmp, manifest["generation"])
+    elif rows:
+      _write_matrix_and_searcher(tmp, parts, rows, dim, storage)
+    del parts
+    generation = int(manifest.get("generation", 0)) + 1
+    _write_manifest_and_sync(tmp, dict(manifest, num_rows=int(rows), num_tracks=int(num_tracks),
+                                       generation=generation))
+    _publish(root, tmp, generation)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
@@ -407,6 +432,28 @@ def file_digests(generation: Path) -> dict[str, dict]:
   return {f.relative_to(generation).as_posix(): {"bytes": f.stat().st_size, "sha256": sha256_of(f)}
           for f in sorted(generation.rglob("*"))
           if f.is_file() and f.name != "manifest.json"}
+
+
+class MissingTracksError(LookupError):
+  """Tracks asked for by id, name or hash that the catalogue does not hold."""
+
+
+def remove_tracks(catalogue: Catalogue, keys: Sequence[str]) -> tuple[Catalogue, list[TrackRecord]]:
+  """Remove tracks given by id, name or content hash: (the new view, the removed tracks).
+  MissingTracksError naming every key not found, and then nothing is removed."""
+  found, missing = [], []
+  for key in keys:
+    track = catalogue.find(str(key))
+    (found.append(track) if track else missing.append(str(key)))
+  if missing:
+    raise MissingTracksError(f"not in {catalogue.root}: {', '.join(missing)}")
+  return update(catalogue, remove=[t.id for t in found]), found
+
+
+def set_threshold(catalogue: Catalogue, threshold: NoMatchThreshold) -> Catalogue:
+  """A new generation with `threshold` as the catalogue's no-match threshold."""
+  return update(catalogue, manifest_changes={"threshold": threshold.to_json(),
+                                             "threshold_fpr": threshold.fpr})
 
 
 def exists(root: str | os.PathLike) -> bool:
