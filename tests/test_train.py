@@ -232,3 +232,29 @@ def test_a_run_recorded_before_the_loss_options_existed_resumes(tmp_path):
   other.loss.mask_same_track = True
   with pytest.raises(checkpointing.ConfigMismatchError, match="loss.mask_same_track"):
     train.train_and_evaluate(other, str(tmp_path))
+
+
+def test_a_checkpoint_written_before_the_train_state_had_a_loss_state_resumes(tmp_path):
+  """Checkpoints saved by earlier code lack the `loss_state` node; they must still resume."""
+  from flax.training import train_state as flax_train_state  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  class OldTrainState(flax_train_state.TrainState):
+    batch_stats: object
+    rng: jax.Array
+
+  first = train.train_and_evaluate(_config(num_train_steps=1), str(tmp_path))
+  manager = checkpointing.create_manager(tmp_path, 3)
+  _, data = checkpointing.restore_latest(manager, jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), first))
+  manager.close()
+  shutil.rmtree(tmp_path / "checkpoints")
+  manager = checkpointing.create_manager(tmp_path, 3)
+  old = OldTrainState(step=first.step, apply_fn=first.apply_fn, params=first.params,
+                      tx=first.tx, opt_state=first.opt_state, batch_stats=first.batch_stats,
+                      rng=first.rng)
+  checkpointing.save(manager, 1, old, data)
+  manager.wait_until_finished()
+  manager.close()
+  resumed = train.train_and_evaluate(_config(num_train_steps=2), str(tmp_path))
+  assert int(resumed.step) == 2 and resumed.loss_state is None

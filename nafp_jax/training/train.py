@@ -52,6 +52,27 @@ class TrainState(train_state.TrainState):
   loss_state: Any = None
 
 
+class _TrainStateWithoutLossState(train_state.TrainState):
+  """TrainState as checkpoints written before the loss had a state hold it."""
+  batch_stats: Any
+  rng: jax.Array
+
+
+def _restore(manager, abstract: TrainState) -> tuple[TrainState, dict] | None:
+  """The latest (state, data) of `manager`, or None; a checkpoint written before TrainState
+  had `loss_state` is restored too when this run's loss has no state (a run started before
+  the field existed resumes)."""
+  try:
+    return checkpointing.restore_latest(manager, abstract)
+  except ValueError as e:
+    if abstract.loss_state is not None or "loss_state" not in str(e):
+      raise
+  fields = {f: getattr(abstract, f) for f in ("step", "apply_fn", "params", "tx", "opt_state",
+                                               "batch_stats", "rng")}
+  old, data = checkpointing.restore_latest(manager, _TrainStateWithoutLossState(**fields))
+  return TrainState(**{f: getattr(old, f) for f in fields}, loss_state=None), data
+
+
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
                        out_sharding: jax.sharding.Sharding | None = None,
                        loss_state: Any = None) -> TrainState:
@@ -167,8 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       loss_lib.loss_state_template(loss_settings, config.model.embedding_dim))
 
   positions = [0] * jax.process_count()
-  restored = checkpointing.restore_latest(
-      manager, jax.tree.map(ocp_abstract(replicated), state))
+  restored = _restore(manager, jax.tree.map(ocp_abstract(replicated), state))
   if restored is not None:
     state, data = restored
     positions = list(data["positions"])
