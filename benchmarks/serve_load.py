@@ -41,6 +41,8 @@ flags.DEFINE_float("seconds", 30.0, "Duration of each level.")
 flags.DEFINE_integer("max_requests", 2000, "Requests per level at most.")
 flags.DEFINE_float("clip_s", 3.0, "Clip length.")
 flags.DEFINE_string("update_audio", None, "Audio file indexed during the update run.")
+flags.DEFINE_integer("phases", 10, "Sub-hop phases the server fingerprints each clip at "
+                     "(`nafp serve --phases`): fewer is faster, timestamps coarser.")
 flags.mark_flag_as_required("db")
 
 
@@ -146,7 +148,7 @@ def main(_):
     clips = _clips(served, 64, FLAGS.clip_s)
     port = _free_port()
     command = [sys.executable, "-m", "nafp_jax.cli", "serve", "--db", str(served),
-               "--port", str(port), "--reload-s", "0.5"]
+               "--port", str(port), "--reload-s", "0.5", "--phases", str(FLAGS.phases)]
     if FLAGS.model:
       command += ["--model", FLAGS.model]
     started = time.perf_counter()
@@ -155,7 +157,7 @@ def main(_):
       server.stdout.readline()
       _wait_ready(port)
       print(f"server up in {time.perf_counter() - started:.1f} s; cores: {os.cpu_count()}; "
-            f"{FLAGS.clip_s:g} s clips")
+            f"{FLAGS.clip_s:g} s clips; {FLAGS.phases} phases")
       rss_before = _rss_mb(server.pid)
       _level(port, clips, 1, 3.0, 10)  # warm-up
       print("| clients | requests | answers/s | p50 ms | p95 ms | p99 ms | errors | right track |")
