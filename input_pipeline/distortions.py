@@ -22,7 +22,7 @@ a pass of its own over the whole chunk's arrays; in blocks the same work costs
 less (benchmarks/RESULTS.md §3, before and after).  The FFTs
 are scipy.fft's (pocketfft, single precision, batched over rows), which release
 the Python lock.  Every op works row by row: a row's result does not depend on
-the other rows of its batch (tests/test_distortions.py), so chunked pipelines
+the other rows of its batch (tests/unit/test_distortions.py), so chunked pipelines
 stay deterministic.
 """
 
@@ -47,7 +47,7 @@ def mean_power(x: np.ndarray) -> np.ndarray:
   """Mean of x² over the last axis (float32).
 
   A reduction, not einsum: einsum's sum over rows longer than numpy's buffer adds in an
-  order that depends on the other rows of the batch (tests/test_distortions.py).
+  order that depends on the other rows of the batch (tests/unit/test_distortions.py).
   """
   return np.mean(np.square(_float32(x)), axis=-1)
 
@@ -69,7 +69,7 @@ def scale_to_snr(signal: np.ndarray, noise: np.ndarray, snr_db) -> np.ndarray:
   # batch (and a resumed run, whose chunks start elsewhere, drift from an uninterrupted one).
   # The float64 paths differ far below float32's resolution, so the cast agrees unless a value
   # lies within that difference of a float32 rounding boundary; the rest is basic arithmetic,
-  # exact on either path (tests/test_distortions.py compares chunk sizes to the bit).
+  # exact on either path (tests/unit/test_distortions.py compares chunk sizes to the bit).
   ratio = np.power(10.0, np.asarray(snr_db, np.float64) / 10.0).astype(np.float32)
   gain = np.sqrt(ps / (pn * ratio))
   return _float32(noise) * gain[..., None]

@@ -18,11 +18,11 @@ Two measured choices (benchmarks/cpu_inference.py, benchmarks/train_throughput.p
   own reduction loops sum the BatchNorm batch statistics (over B x F x T,
   49k-786k values per channel) one value after another in float32, and the
   one-device float32 train step's loss then differed from the 8-device one by
-  1.9e-3 (session 5, the float32 form of tests/test_loss.py's sharding check,
+  1.9e-3 (session 5, the float32 form of tests/unit/test_loss.py's sharding check,
   tolerance 1e-4; that check now runs in float64), although the step was 1.30x
   faster (benchmarks/train_throughput.py).  Inference uses the
   stored statistics and only short reductions (the attention's, over 64-96
-  values): its fingerprints agree to 1e-4 (tests/test_cpu_devices.py).  The
+  values): its fingerprints agree to 1e-4 (tests/integration/test_cpu_devices.py).  The
   flag is experimental in XLA, so it is set only for jaxlib versions where it
   was measured (an unknown flag would abort XLA's start-up).
 

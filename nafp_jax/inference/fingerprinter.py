@@ -10,7 +10,7 @@ compilation whatever the length), and the overlapping 96-frame windows are cut
 from it on the host; windows are embedded in batches of one fixed shape.  On
 CPU the encoder's convolutions on tiny maps are lowered to im2col + matmul and
 those with few channels to a sum over taps (models/conv.py), which XLA runs far
-faster there; the embeddings are the same up to float summation order (tests/test_fast_inference.py).
+faster there; the embeddings are the same up to float summation order (tests/unit/test_fast_inference.py).
 """
 
 from __future__ import annotations

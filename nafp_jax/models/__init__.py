@@ -11,7 +11,7 @@ from nafp_jax.models.encoder import AttentionEncoder
 from nafp_jax.models.input_norm import input_norm_from_config
 from nafp_jax.models.nafp_baseline import NafpEncoder
 
-# float64 (with jax_enable_x64) is for numerical checks, e.g. tests/test_multiprocess.py.
+# float64 (with jax_enable_x64) is for numerical checks, e.g. tests/integration/test_multiprocess.py.
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
            "float64": jnp.float64}
 

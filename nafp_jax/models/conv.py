@@ -13,7 +13,7 @@ On larger maps with more channels XLA's own convolution is the fastest.
 `ConvLowering` says which to use where; `Conv2D` holds the same parameters as
 `flax.linen.Conv` ('kernel' [kh, kw, in, out], optional 'bias'), so checkpoints
 do not depend on the lowering.  The lowerings compute the same function up to
-float summation order (tests/test_fast_inference.py).
+float summation order (tests/unit/test_fast_inference.py).
 """
 
 from __future__ import annotations

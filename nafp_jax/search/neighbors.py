@@ -133,7 +133,7 @@ class ScannIndex:
     searcher.searcher.delete(list(range(sample.shape[0] - 1, -1, -1)))
     searcher.reserve(rows)
     # Adding rows runs on one thread unless given a pool (ids still follow the order rows are
-    # added in: tests/test_search.py).
+    # added in: tests/unit/test_search.py).
     searcher.set_num_threads(os.cpu_count() or 1)
     added = 0
     for chunk in chunks:

@@ -78,7 +78,7 @@ def test_command_line_config_errors_are_one_line(tmp_path):
   import sys  # pylint: disable=g-import-not-at-top
   for override, expected in (("--config.bogus=1", "'bogus'"),
                              ("--config.loss.temperature=0", "loss.temperature")):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-m", "nafp_jax.main", "--config",
                              str(root / "configs" / "tiny.py"), "--workdir", str(tmp_path / "w"),
                              override], capture_output=True, text=True, check=False, timeout=120,

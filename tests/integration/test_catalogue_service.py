@@ -18,7 +18,7 @@ from nafp_jax.inference.encoder_bundle import EncoderBundle
 from nafp_jax.inference.fingerprinter import QueryTooShortError
 from nafp_jax.models import create_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tiny_model(folder: Path, seed: int) -> Path:

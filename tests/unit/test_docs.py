@@ -3,7 +3,7 @@
 from pathlib import Path
 import re
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _SOURCES = ("nafp_jax", "input_pipeline", "configs", "benchmarks", "scripts", "launch", "tests",
             "docs")
 # `docs/design.md §n` or a path like `docs/data.md`, `MODEL_CARD.md`, `benchmarks/RESULTS.md`.

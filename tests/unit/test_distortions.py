@@ -243,7 +243,7 @@ def test_resume_from_index_continues_the_stream(tmp_path):
     np.testing.assert_array_equal(want["index"].numpy(), got["index"].numpy())
     np.testing.assert_array_equal(want["positive"].numpy(), got["positive"].numpy())
   # The chunk size of reads and FFTs does not change the stream, to the bit: a resumed run's
-  # chunks start elsewhere than an uninterrupted run's (tests/test_train.py compares the two).
+  # chunks start elsewhere than an uninterrupted run's (tests/integration/test_train.py compares the two).
   for per_read in (1, 3, 5):
     for want, got in zip(batches, pairs.pair_dataset(source, 4, seed=7,
                                                      examples_per_read=per_read).take(6)):

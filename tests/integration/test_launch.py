@@ -6,7 +6,7 @@ import shlex
 import shutil
 import subprocess
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {"PROJECT": "p", "ZONE": "us-central2-b", "TPU_NAME": "nafp", "ACCELERATOR_TYPE": "v4-32",
        "WORKDIR": "gs://b/runs/x", "DATA_DIR": "gs://b/tfds",
        "EXTRA_FLAGS": "--config.data.tracks=fma:full --config.num_train_steps=10"}

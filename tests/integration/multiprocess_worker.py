@@ -1,6 +1,6 @@
-"""One process of a localhost multi-process JAX run, started by tests/test_multiprocess.py.
+"""One process of a localhost multi-process JAX run, started by tests/integration/test_multiprocess.py.
 
-  python tests/multiprocess_worker.py --process-id I --num-processes P --port N --out DIR
+  python tests/integration/multiprocess_worker.py --process-id I --num-processes P --port N --out DIR
 
 Each process has --devices CPU devices and joins `jax.distributed` with gloo collectives,
 exactly as hosts of a TPU pod or GPU cluster would (minus the accelerators).  It
@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 GLOBAL_PAIRS = 8

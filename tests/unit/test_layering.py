@@ -3,7 +3,7 @@
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Part -> the project parts it may import.  A part is a folder of nafp_jax/, input_pipeline/,
 # or one of nafp_jax's top-level modules; front ends (cli, stream_commands, demo, main) may

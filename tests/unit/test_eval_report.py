@@ -92,7 +92,7 @@ def test_compare_script_merges_runs_renames_and_refuses_conflicts(tmp_path):
   b = [_row("noise+reverb", 3.0, 0.0, 0.55, 0.85, "run-b")]
   report.write_csv(a, tmp_path / "a.csv")
   report.write_csv(b, tmp_path / "b.csv")
-  script = Path(__file__).resolve().parents[1] / "scripts" / "compare_eval_runs.py"
+  script = Path(__file__).resolve().parents[2] / "scripts" / "compare_eval_runs.py"
   done = subprocess.run([sys.executable, str(script), str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
                          "--out", str(tmp_path / "out"), "--rename", "run-b=baseline"],
                         capture_output=True, text=True, check=True, timeout=120)
@@ -118,7 +118,7 @@ def test_compare_script_never_writes_over_an_input(tmp_path):
   run = tmp_path / "run"
   report.write_csv([_row("noise", 2.0, 0.0, 0.39, 0.66)], run / "hit_rates.csv")
   before = (run / "hit_rates.csv").read_text()
-  script = Path(__file__).resolve().parents[1] / "scripts" / "compare_eval_runs.py"
+  script = Path(__file__).resolve().parents[2] / "scripts" / "compare_eval_runs.py"
   done = subprocess.run([sys.executable, str(script), str(run / "hit_rates.csv"), "--out", str(run),
                          "--rename", "m=other"], capture_output=True, text=True, timeout=120)
   assert done.returncode == 2 and "would be overwritten" in done.stderr

@@ -1,6 +1,6 @@
 """Two JAX processes on localhost (CPU, gloo collectives) behave like one (issue: scale-out).
 
-tests/multiprocess_worker.py runs one train step on a fixed global batch, an
+tests/integration/multiprocess_worker.py runs one train step on a fixed global batch, an
 Orbax save/restore and `nafp export`, once as a single process and once as two
 processes of a `jax.distributed` job, each with 2 CPU devices and half the
 batch.  The step runs in float64 (the untrained net turns float32 round-off of a

@@ -15,7 +15,7 @@ from configs import tiny
 from nafp_jax.training import checkpointing, train
 from nafp_jax.inference.encoder_bundle import load_encoder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(**overrides):
