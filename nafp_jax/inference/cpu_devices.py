@@ -1,30 +1,22 @@
 """How XLA's CPU backend is set up for this project's workloads (flags, read once at start-up).
 
-Two measured choices (benchmarks/cpu_inference.py, benchmarks/train_throughput.py):
+Two choices, each measured (benchmarks/RESULTS.md §1 and §3):
 
 * One single-threaded XLA device per core for inference.  XLA's CPU backend
   splits each op of one program over a shared thread pool; the fingerprint
   encoder's many small ops synchronise often, so two cores give far less than
   twice one.  Presenting each core as its own device (and turning off intra-op
-  threading) lets the data-parallel Fingerprinter run one batch shard per core
-  instead: on 2 cores, 1.6x the fingerprints/s for `paper` and 1.3x for `small`.
-* XLA's own emitters instead of YNNPACK library fusions, for inference.
-  jaxlib 0.10 hands reductions, some dots and convolutions to YNNPACK by
-  default; the attention's multiply-and-reduce over [B, F, T, C] maps with 8-32
-  channels ran there at ~1.5 GFLOP/s (0.52 ms for a [8, 64, 96, 8] map on one
-  core).  With no library fusions the `small` encoder's forward pass went from
-  13.6-13.9 to 11.7-11.9 ms (batch 8, one core) and the `paper` one from
-  110-118 to 85-87 ms (benchmarks/encoder_profile.py).  Not for training: XLA's
-  own reduction loops sum the BatchNorm batch statistics (over B x F x T,
-  49k-786k values per channel) one value after another in float32, and the
-  one-device float32 train step's loss then differed from the 8-device one by
-  1.9e-3 (session 5, the float32 form of tests/unit/test_loss.py's sharding check,
-  tolerance 1e-4; that check now runs in float64), although the step was 1.30x
-  faster (benchmarks/train_throughput.py).  Inference uses the
-  stored statistics and only short reductions (the attention's, over 64-96
-  values): its fingerprints agree to 1e-4 (tests/integration/test_cpu_devices.py).  The
-  flag is experimental in XLA, so it is set only for jaxlib versions where it
-  was measured (an unknown flag would abort XLA's start-up).
+  threading) lets the data-parallel Fingerprinter run one batch shard per core.
+* XLA's own emitters instead of YNNPACK library fusions, for inference only.
+  The library fusions run the attention's multiply-and-reduce over maps with few
+  channels slowly.  Not for training: XLA's own reduction loops sum the BatchNorm
+  batch statistics in float32 one value after another, so the one-device training
+  step no longer matches the sharded one within the tolerance of
+  tests/unit/test_loss.py's check.  Inference uses stored statistics and only
+  short reductions: its fingerprints agree to 1e-4
+  (tests/integration/test_cpu_devices.py).  The flag is experimental in XLA, so it
+  is set only for jaxlib versions where it was measured (an unknown flag would
+  abort XLA's start-up).
 
 The flags only take effect before JAX starts its backends, so the CLI calls
 these first thing.

@@ -1,14 +1,13 @@
 """2-D convolution with a choice of lowering: XLA's convolution, im2col + matmul, or taps.
 
 XLA's CPU convolution (Eigen) is far below the machine's matmul rate at both ends
-of an encoder (benchmarks/conv_lowering.py, one core, batch 16):
-  * a 3x3 conv on a tiny map with many channels (the paper encoder's last block:
-    2x3x1024) runs at ~1 GFLOP/s, against ~150 GFLOP/s for the same arithmetic as
-    one matmul over the 9 shifted copies of the input (im2col);
-  * a conv with few output channels on the full 64x96 map (the `small` stem
-    1->8 and its 8->8 block) runs at 3-20 GFLOP/s; summing the taps x
-    in-channels shifted copies times the kernel's weights ("taps": elementwise
-    fusions, one per kernel row) is 2-4x faster there.
+of an encoder (benchmarks/conv_lowering.py; benchmarks/RESULTS.md §1):
+  * a 3x3 conv on a tiny map with many channels (the paper encoder's last block,
+    2x3x1024) is much faster as one matmul over the 9 shifted copies of the input
+    (im2col);
+  * a conv with few output channels on the full 64x96 map (the `small` stem and its
+    first block) is faster as a sum over the taps x in-channels shifted copies times
+    the kernel's weights ("taps": elementwise fusions, one per kernel row).
 On larger maps with more channels XLA's own convolution is the fastest.
 `ConvLowering` says which to use where; `Conv2D` holds the same parameters as
 `flax.linen.Conv` ('kernel' [kh, kw, in, out], optional 'bias'), so checkpoints
@@ -67,13 +66,9 @@ class ConvLowering:
 
 # XLA's convolution everywhere: the reference, and what accelerators use.
 PLAIN = ConvLowering()
-# Measured on CPU (benchmarks/conv_lowering.py, one core, batch 16): taps wins
-# where XLA's conv has few output channels (3x3 8->8: 54 vs 20 GFLOP/s; 3x3 1->8:
-# 6.5 vs 3.0; 1x1 8->16 at stride 2: 63 vs 15) and loses from 1152 weights (3x3
-# 8->16 at stride 2: 37 vs 39) or 32 output channels (3x3 1->32: 6 vs 63); im2col
-# wins up to 8 output positions (3x3 1024->1024 on 2x3: 88 vs 0.5) and on 1x1
-# convs (equal or up to 1.2x; and inside the encoder, where the taps of `small`'s
-# 8->16 shortcut were recomputed by three consumers, see ConvLowering).
+# Chosen by measurement on CPU (benchmarks/conv_lowering.py; figures in benchmarks/RESULTS.md
+# §1): taps where XLA's conv has few output channels and few weights, im2col on maps of up to
+# 8 output positions and for 1x1 convs, XLA's convolution elsewhere.
 CPU = ConvLowering(taps_max_kernel_weights=576, taps_max_out_channels=16,
                    im2col_max_positions=8, im2col_pointwise=True, padded_stem=True)
 # Training on CPU (forward and backward, benchmarks/train_throughput.py
