@@ -34,7 +34,7 @@ from absl import app, flags
 import numpy as np
 import scipy.signal
 
-from nafp_jax.catalogue.store import FingerprintMatrix, quantize
+from nafp_jax.catalogue.storage import FingerprintMatrix, encode
 from nafp_jax.search.neighbors import ExactIndex, ScannIndex
 from nafp_jax.search.subsequence import subsequence_search, subsequence_search_batch
 
@@ -148,7 +148,7 @@ def run_size(hours: float, rng) -> dict:
     matrix, starts, counts, what = real_catalogue(FLAGS.source.split(":", 1)[1], rows, rng)
   print(f"\n== {hours:g} h = {len(matrix):,} fingerprints in {len(counts)} tracks ({what})")
   queries, truth = make_queries(matrix, starts, counts, FLAGS.queries, rng)
-  stored = {s: FingerprintMatrix(quantize(matrix, s), s) for s in ("float32", "float16", "int8")}
+  stored = {s: FingerprintMatrix.from_float(matrix, s) for s in ("float32", "float16", "int8")}
   t0 = time.perf_counter()
   scann = ScannIndex.build(matrix, k=FLAGS.k)
   build_s = time.perf_counter() - t0
@@ -231,7 +231,7 @@ def run_streamed_size(hours: float, rng) -> dict:
   for lo in range(0, rows, chunk):
     block = _unit(_ar1_tracks(rng.standard_normal((min(chunk, rows - lo), DIM))
                               .astype(np.float32))).astype(np.float32)
-    stored[lo:lo + block.shape[0]] = quantize(block, "int8")
+    stored[lo:lo + block.shape[0]] = encode(block, "int8")
     for q in np.flatnonzero((truth >= lo) & (truth < lo + block.shape[0])):
       queries[q] = query_from_rows(block[truth[q] - lo:truth[q] - lo + M], true_phase[q], rng)
   mat = FingerprintMatrix(stored, "int8")

@@ -1,8 +1,9 @@
 """`nafp`: index a catalogue, identify clips, list/remove tracks, calibrate, export, evaluate.
 
-  nafp index DIR_OR_FILE... --db CAT [--model M] [--storage float32|float16|int8]
+  nafp index DIR_OR_FILE... --db CAT [--model M] [--storage int4|int8|float16|float32]
   nafp query CLIP... --db CAT [--top K] [--json]
   nafp list --db CAT [--json]          nafp remove TRACK... --db CAT
+  nafp convert --db CAT [--storage ROWS] [--code-bytes N]   (re-store the same fingerprints)
   nafp check --db CAT                  (verify every file and fingerprint)
   nafp calibrate NEGATIVE_AUDIO... --db CAT [--fpr 0.01]
   nafp calibrate-model MODEL MUSIC_FOLDER...   (the model's default no-match threshold)
@@ -22,6 +23,7 @@ from pathlib import Path
 import sys
 from typing import Sequence
 
+from nafp_jax.catalogue.storage import CODE_BYTES, DEFAULT as DEFAULT_STORAGE, ROW_FORMATS, Storage
 from nafp_jax.display import printable
 from nafp_jax.evaluation.command import add_eval_parser
 from nafp_jax.stream_commands import add_stream_parsers
@@ -73,12 +75,13 @@ def cmd_index(args) -> int:
   from nafp_jax.models import embedding_spread  # pylint: disable=g-import-not-at-top
   db = Path(args.db).expanduser()
   try:  # a new catalogue's model is checked for collapse; an existing one's was at creation
-    service = CatalogueService.open_or_create(db, args.model, args.storage)
+    service = CatalogueService.open_or_create(db, args.model, _storage(args))
   except embedding_spread.CollapsedModelError as e:
     if not args.allow_collapsed:
       raise
     print(f"warning: {e}", file=sys.stderr)
-    service = CatalogueService.open_or_create(db, args.model, args.storage, allow_collapsed=True)
+    service = CatalogueService.open_or_create(db, args.model, _storage(args),
+                                              allow_collapsed=True)
   if service.created and service.threshold is None:
     print(f"warning: the model has no default no-match threshold, so every query of {db} "
           "will be answered MATCH with its best track until you run `nafp calibrate --db "
@@ -149,7 +152,7 @@ def cmd_import(args) -> int:
     cat.check_model(manifest["model_identity"])
   else:
     cat = catalogue_lib.create(db, manifest["model_identity"], manifest["model_source"],
-                               manifest["dim"], args.storage or "float32")
+                               manifest["dim"], _storage(args) or DEFAULT_STORAGE)
   known = {t.sha1 for t in cat.tracks}
 
   def new():
@@ -228,6 +231,38 @@ def _clock(seconds: float) -> str:
   return f"{int(minutes)}:{sec:05.2f}"
 
 
+def _storage(args) -> Storage | None:
+  """The storage --storage / --code-bytes ask for (what is not given: the catalogue's own if
+  it exists, else the default), or None when neither is given."""
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  if args.storage is None and args.code_bytes is None:
+    return None
+  base = (catalogue_lib.Catalogue(args.db).storage_scheme if catalogue_lib.exists(args.db)
+          else DEFAULT_STORAGE)
+  return Storage(args.storage or base.rows, args.code_bytes or base.code_bytes)
+
+
+def _storage_summary(cat) -> str:
+  mb_per_hour = cat.disk_bytes / 1e6 / max(cat.hours, 1e-9)
+  return (f"{cat.storage_scheme.describe()}" + ("" if cat.code_bytes is not None else
+                                                " (format 1: ScaNN keeps its own float32 copy)")
+          + (f"; {cat.disk_bytes / 1e6:.1f} MB on disk, {mb_per_hour:.1f} MB per hour of audio"
+             if cat.hours else ""))
+
+
+def cmd_convert(args) -> int:
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  cat = catalogue_lib.Catalogue(args.db)
+  wanted = _storage(args) or DEFAULT_STORAGE
+  if wanted == cat.storage_scheme and cat.code_bytes is not None:
+    print(f"{cat.root}: already stores {wanted.describe()}; nothing to do")
+    return 0
+  before = _storage_summary(cat)
+  cat = catalogue_lib.restore(cat, wanted)
+  print(f"{cat.root}: was {before}\n{' ' * len(str(cat.root))}  now {_storage_summary(cat)}")
+  return 0
+
+
 def cmd_list(args) -> int:
   from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
   cat = catalogue_lib.Catalogue(args.db)
@@ -236,8 +271,9 @@ def cmd_list(args) -> int:
                       "tracks": [t.__dict__ for t in cat.tracks]}, indent=2))
     return 0
   m = cat.manifest
-  print(f"{cat.root}: {m['num_tracks']} tracks, {m['num_rows']} fingerprints ({m['storage']}), "
+  print(f"{cat.root}: {m['num_tracks']} tracks, {m['num_rows']} fingerprints, "
         f"model {m['model_identity'][:12]}")
+  print(f"storage: {_storage_summary(cat)}")
   print(f"no-match threshold: " + (cat.threshold.describe(cat.hours) if cat.threshold else "none "
                                    "(every best match counts; `nafp calibrate` sets one)"))
   for t in cat.tracks:
@@ -333,6 +369,15 @@ def _durations(text: str) -> tuple[float, ...]:
   return values
 
 
+def _add_storage_options(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--storage", choices=ROW_FORMATS,
+                 help=f"row format of the fingerprints kept for exact scoring (a new catalogue: "
+                      f"{DEFAULT_STORAGE.rows})")
+  p.add_argument("--code-bytes", type=int, choices=CODE_BYTES,
+                 help=f"bytes of ScaNN search code per fingerprint (a new catalogue: "
+                      f"{DEFAULT_STORAGE.code_bytes})")
+
+
 def _add_allow_collapsed(p: argparse.ArgumentParser) -> None:
   p.add_argument("--allow-collapsed", action="store_true",
                  help="use a model whose fingerprints of different sounds are all nearly the "
@@ -354,8 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = add("index", cmd_index, "Fingerprint audio files/folders into a catalogue (created if new).")
   p.add_argument("inputs", nargs="+", help="audio files or folders (searched recursively)")
   p.add_argument("--model", help="training workdir or exported model (default: shipped model)")
-  p.add_argument("--storage", choices=["float32", "float16", "int8"],
-                 help="fingerprint storage for a new catalogue (default float32)")
+  _add_storage_options(p)
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   _add_allow_collapsed(p)
 
@@ -395,7 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = add("import", cmd_import, "Build or extend a catalogue from an export folder (all shares).")
   p.add_argument("export", help="folder written by `nafp export`")
-  p.add_argument("--storage", choices=["float32", "float16", "int8"])
+  _add_storage_options(p)
+
+  p = add("convert", cmd_convert, "Re-store a catalogue's fingerprints in another storage "
+          "(row format, search code size) without re-fingerprinting; atomic.")
+  _add_storage_options(p)
 
   p = add("list", cmd_list, "List the tracks of a catalogue.")
   p.add_argument("--json", action="store_true")

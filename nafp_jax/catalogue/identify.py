@@ -191,12 +191,16 @@ def identify(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter, wave: n
 
 def identify_batch(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
                    waves: Sequence[np.ndarray], names: Sequence[str], top: int = 5, k: int = 10,
-                   phases: int = 10, backend: str = "auto", threshold: float | None = None
+                   phases: int = 10, backend: str = "auto", threshold: float | None = None,
+                   fingerprints: Sequence[np.ndarray] | None = None
                    ) -> list[Identification | QueryTooShortError]:
   """`identify` for clips that arrive together: one encoder stream and one neighbour search.
 
   A clip shorter than one fingerprint gets its QueryTooShortError in its place (naming
   it) and does not affect the others; the timings are those of the whole batch.
+  `fingerprints`, when given, are the clips' query fingerprints as
+  `fingerprinter.query_fingerprints_batch` made them (one per long-enough clip, in
+  order): searching several catalogues of one model then fingerprints each clip once.
   """
   results: list[Identification | QueryTooShortError | None] = [None] * len(waves)
   searched = []
@@ -206,7 +210,8 @@ def identify_batch(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
     else:
       searched.append(i)
   start = time.perf_counter()
-  queries = fingerprinter.query_fingerprints_batch([waves[i] for i in searched], phases)
+  queries = (list(fingerprints) if fingerprints is not None else
+             fingerprinter.query_fingerprints_batch([waves[i] for i in searched], phases))
   timings = {"fingerprint": time.perf_counter() - start}
   silent = [float(np.sqrt(np.mean(np.square(waves[i], dtype=np.float64)))) < SILENCE_RMS
             for i in searched]

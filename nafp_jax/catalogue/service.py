@@ -29,6 +29,7 @@ import numpy as np
 from nafp_jax.audio import audio_io
 from nafp_jax.catalogue import calibration, identify as identify_lib, no_match
 from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax.catalogue.storage import DEFAULT as DEFAULT_STORAGE, Storage
 from nafp_jax.inference.encoder_bundle import load_encoder
 from nafp_jax.inference.fingerprinter import Fingerprinter, QueryTooShortError
 from nafp_jax.inference.shipped_model import model_path
@@ -61,7 +62,8 @@ class CatalogueService:
 
   @classmethod
   def create(cls, db: str | os.PathLike, model: str | os.PathLike | None = None,
-             storage: str = "float32", allow_collapsed: bool = False) -> CatalogueService:
+             storage: Storage = DEFAULT_STORAGE, allow_collapsed: bool = False
+             ) -> CatalogueService:
     """A new, empty catalogue for `model` (None: the shipped model) with the model's default
     no-match threshold, if it has one.  A collapsed model (its fingerprints of different
     sounds all alike) is refused unless `allow_collapsed`."""
@@ -75,17 +77,18 @@ class CatalogueService:
 
   @classmethod
   def open_or_create(cls, db: str | os.PathLike, model: str | os.PathLike | None = None,
-                     storage: str | None = None, allow_collapsed: bool = False
+                     storage: Storage | None = None, allow_collapsed: bool = False
                      ) -> CatalogueService:
     """`open` if `db` holds a catalogue (whose storage must then be `storage`, if given),
     else `create`."""
     if catalogue_lib.exists(db):
       service = cls.open(db, model)
-      if storage and storage != service.catalogue.storage:
+      if storage and storage != service.catalogue.storage_scheme:
         raise catalogue_lib.CatalogueError(
-            f"{service.catalogue.root}: stores {service.catalogue.storage}, not {storage}")
+            f"{service.catalogue.root}: stores {service.catalogue.storage_scheme.describe()}, "
+            f"not {storage.describe()} (`nafp convert` re-stores a catalogue)")
       return service
-    return cls.create(db, model, storage or "float32", allow_collapsed)
+    return cls.create(db, model, storage or DEFAULT_STORAGE, allow_collapsed)
 
   # -- what is in it ---------------------------------------------------------------------
 

@@ -6,8 +6,12 @@ Layout of CAT/:
     manifest.json         format, model identity, storage, row/track counts, no-match threshold,
                           and the size and SHA-256 of every other file of the generation
     tracks.sqlite         track table: id, name, path, duration, first_row, row_count, sha1
-    fingerprints.npy      every fingerprint, sequentially (float32 | float16 | int8)
-    scann/                the serialised ScaNN searcher over those rows
+    fingerprints.npy      every fingerprint, sequentially, in the catalogue's row format
+    scann/                the serialised ScaNN searcher (AH codes only) over those rows; absent
+                          below SCANN_MIN_ROWS rows, where exact search over the rows is faster
+How rows and search codes are stored is nafp_jax/catalogue/storage.py's.  A catalogue of
+format version 1 (ScaNN with its own float32 copy for float32/float16 rows) still opens
+and searches as before; its next write that changes the rows stores it as version 2.
 Every change (add, remove, calibrate) writes a complete new generation beside the
 live one and then swaps CURRENT, so a crash or Ctrl-C at any point leaves the
 previous catalogue intact and usable.  A lock file keeps writers apart.
@@ -29,17 +33,19 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from nafp_jax.catalogue import storage as storage_lib
 from nafp_jax.catalogue.no_match import NoMatchThreshold
+from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
 
 FORMAT = "nafp-catalogue"
-FORMAT_VERSION = 1
+# 2: the searcher keeps AH codes only (`code_bytes` in the manifest), candidates re-scored from
+# the rows; no searcher below SCANN_MIN_ROWS.  1: ScaNN re-ordered from its own float32 copy.
+FORMAT_VERSION = 2
 # The convention by which fingerprints are computed from audio, recorded in every
 # catalogue and export so that rows made one way are never searched with queries
 # made another.  1: windows embedded at the recording's own level.  2: each window
 # level-normalised like a peak-normalised training crop (frontend.normalise_window_levels).
 FINGERPRINT_VERSION = 2
-STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8}
-INT8_SCALE = 127.0  # fingerprints are unit vectors: every coordinate is in [-1, 1]
 
 
 class CatalogueError(RuntimeError):
@@ -57,32 +63,6 @@ class TrackRecord:
   row_count: int
   sha1: str
   added: str
-
-
-class FingerprintMatrix:
-  """Read access to the stored rows as float32, whatever the storage dtype."""
-
-  def __init__(self, stored: np.ndarray, storage: str):
-    self.stored = stored
-    self.storage = storage
-
-  @property
-  def shape(self) -> tuple[int, int]:
-    return self.stored.shape
-
-  def __getitem__(self, index) -> np.ndarray:
-    rows = np.asarray(self.stored[index], np.float32)
-    return rows / INT8_SCALE if self.storage == "int8" else rows
-
-  def __len__(self) -> int:
-    return self.stored.shape[0]
-
-
-def quantize(fingerprints: np.ndarray, storage: str) -> np.ndarray:
-  """float32 rows -> the storage dtype."""
-  if storage == "int8":
-    return np.clip(np.round(fingerprints * INT8_SCALE), -127, 127).astype(np.int8)
-  return np.asarray(fingerprints, STORAGE_DTYPES[storage])
 
 
 _SCHEMA = """
@@ -116,20 +96,25 @@ class Catalogue:
       raise CatalogueError(f"{self.root}: damaged catalogue, unreadable manifest ({e})") from None
     if self.manifest.get("format") != FORMAT:
       raise CatalogueError(f"{self.root}: not a catalogue of this format")
+    if int(self.manifest.get("version", 1)) > FORMAT_VERSION:
+      raise CatalogueError(f"{self.root}: written by a newer nafp (catalogue format "
+                           f"{self.manifest['version']}, this one reads up to {FORMAT_VERSION}); "
+                           "upgrade nafp or re-index the audio")
     self._check_sizes()
     self.tracks = self._read_tracks()
-    n_rows = self.manifest["num_rows"]
+    n_rows, dim = self.manifest["num_rows"], self.manifest["dim"]
+    expected = storage_lib.stored_shape(n_rows, dim, self.storage)
     try:
       stored = (np.load(self.generation / "fingerprints.npy", mmap_mode="r") if n_rows
-                else np.zeros((0, self.manifest["dim"]), STORAGE_DTYPES[self.storage]))
+                else np.zeros(expected, storage_lib.stored_dtype(self.storage)))
     except (OSError, ValueError) as e:
       # numpy names a bad header "pickled data" and suggests allow_pickle: never do that here.
       why = "not a valid .npy matrix" if "pickle" in str(e).lower() else str(e)
       raise CatalogueError(f"{self.root}: damaged fingerprint matrix ({why})") from None
-    if stored.shape != (n_rows, self.manifest["dim"]):
+    if stored.shape != expected:
       raise CatalogueError(f"{self.root}: damaged catalogue, matrix {stored.shape} but manifest "
-                           f"says {n_rows} rows")
-    self.matrix = FingerprintMatrix(stored, self.storage)
+                           f"says {n_rows} rows of {self.storage} storage")
+    self.matrix = FingerprintMatrix(stored, self.storage, dim)
     self.starts = np.array([t.first_row for t in self.tracks], np.int64)
     self.counts = np.array([t.row_count for t in self.tracks], np.int64)
     self._index_cache: dict[str, object] = {}
@@ -159,7 +144,24 @@ class Catalogue:
 
   @property
   def storage(self) -> str:
+    """The row format (storage.ROW_FORMATS)."""
     return self.manifest["storage"]
+
+  @property
+  def code_bytes(self) -> int | None:
+    """Bytes of search code per fingerprint; None for a format-1 catalogue."""
+    value = self.manifest.get("code_bytes")
+    return None if value is None else int(value)
+
+  @property
+  def storage_scheme(self) -> Storage:
+    """Row format and code size; a format-1 catalogue's codes were 64 bytes (2 dims a block)."""
+    return Storage(self.storage, self.code_bytes or 64)
+
+  @property
+  def disk_bytes(self) -> int:
+    """Bytes on disk of the live generation."""
+    return sum(f.stat().st_size for f in self.generation.rglob("*") if f.is_file())
 
   @property
   def hours(self) -> float:
@@ -198,13 +200,23 @@ class Catalogue:
       if backend == "exact":
         self._index_cache[backend] = neighbors.ExactIndex(self.matrix)
       elif backend == "scann":
-        folder = self.generation / "scann"
-        if not folder.is_dir():
-          raise CatalogueError(f"{self.root}: no ScaNN searcher stored")
-        self._index_cache[backend] = neighbors.ScannIndex.load(folder)
+        self._index_cache[backend] = self._scann_index()
       else:
         raise ValueError(f"unknown search backend {backend!r} (auto, exact, scann)")
     return self._index_cache[backend]
+
+  def _scann_index(self):
+    from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+    folder = self.generation / "scann"
+    if self.code_bytes is None:  # format 1: ScaNN re-orders from its own copy where it has one
+      if not folder.is_dir():
+        raise CatalogueError(f"{self.root}: no ScaNN searcher stored")
+      return neighbors.ScannIndex.load(folder)
+    if not folder.is_dir():
+      if self.matrix.shape[0] >= neighbors.SCANN_MIN_ROWS:
+        raise CatalogueError(f"{self.root}: damaged catalogue, no ScaNN searcher stored")
+      return neighbors.ExactIndex(self.matrix)  # a small catalogue: its rows are the searcher
+    return neighbors.RescoredIndex(neighbors.ScannIndex.load(folder), self.matrix)
 
   def find(self, key: str) -> TrackRecord | None:
     """A track by id, name, path or content hash."""
@@ -309,9 +321,17 @@ def _link_tree(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
+def _rows_in(matrix: FingerprintMatrix, track: TrackRecord, storage: Storage) -> np.ndarray:
+  """A kept track's stored rows, re-encoded if the catalogue changes its row format."""
+  rows = slice(track.first_row, track.first_row + track.row_count)
+  if matrix.storage == storage.rows:
+    return matrix.stored[rows]
+  return storage_lib.encode(matrix[rows], storage.rows)
+
+
 def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[TrackRecord],
                        old_matrix: FingerprintMatrix | None,
-                       new: Iterable[tuple[dict, np.ndarray]], storage: str, dim: int
+                       new: Iterable[tuple[dict, np.ndarray]], storage: Storage, dim: int
                        ) -> tuple[list[np.ndarray], int, int, int]:
   """The generation's track table: kept tracks renumbered in order, new ones appended.
 
@@ -328,7 +348,7 @@ def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[T
       con.execute("DELETE FROM tracks WHERE id NOT IN (SELECT id FROM keep)")
     parts, row = [], 0
     for t in keep:  # compact: kept tracks keep their order, rows renumbered
-      parts.append(old_matrix.stored[t.first_row:t.first_row + t.row_count])
+      parts.append(_rows_in(old_matrix, t, storage))
       with con:
         con.execute("UPDATE tracks SET first_row = ? WHERE id = ?", (row, t.id))
       row += t.row_count
@@ -336,7 +356,7 @@ def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[T
     for fields, fingerprints in new:
       if fingerprints.shape[1:] != (dim,):
         raise ValueError(f"fingerprints of dim {fingerprints.shape[1:]} for a {dim}-d catalogue")
-      parts.append(quantize(fingerprints, storage))
+      parts.append(storage_lib.encode(fingerprints, storage.rows))
       with con:
         con.execute("INSERT INTO tracks (name, path, duration, first_row, row_count, sha1, added) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -351,27 +371,63 @@ def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[T
   return parts, row, added, num_tracks
 
 
-def _write_matrix_and_searcher(folder: Path, parts: list[np.ndarray], rows: int, dim: int,
-                               storage: str) -> None:
-  """fingerprints.npy from `parts` and the ScaNN searcher built from it.
+# A searcher is extended in place of a rebuild while the catalogue has at most this many times
+# the rows its tree and codebooks were trained on; past that it is trained again.
+SEARCHER_GROWTH_LIMIT = 2.0
 
-  Parts go straight into the file (no in-memory copy of the whole matrix), and the searcher
-  is built from that file chunk by chunk (never all rows as float32).
-  """
-  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+
+def _write_rows(folder: Path, parts: list[np.ndarray], rows: int, dim: int,
+                storage: Storage) -> FingerprintMatrix:
+  """fingerprints.npy from `parts`, written straight into the file (no in-memory copy of the
+  whole matrix); returns it memory-mapped."""
   out = np.lib.format.open_memmap(folder / "fingerprints.npy", mode="w+",
-                                  dtype=STORAGE_DTYPES[storage], shape=(rows, dim))
+                                  dtype=storage_lib.stored_dtype(storage.rows),
+                                  shape=storage_lib.stored_shape(rows, dim, storage.rows))
   lo = 0
   for part in parts:
     out[lo:lo + part.shape[0]] = part
     lo += part.shape[0]
   out.flush()
   del out
-  stored = np.load(folder / "fingerprints.npy", mmap_mode="r")
-  # int8 storage asks for the smallest catalogue: AH codes only, no float32 re-ordering copy
-  # (the same hit rate as re-ordering in benchmarks/RESULTS.md §2).
-  neighbors.ScannIndex.build(FingerprintMatrix(stored, storage),
-                             reorder=storage != "int8").save(folder / "scann")
+  return FingerprintMatrix(np.load(folder / "fingerprints.npy", mmap_mode="r"), storage.rows, dim)
+
+
+def _extendable_searcher(previous: Path | None, manifest: dict, kept_rows: int,
+                         old_rows: int, rows: int) -> Path | None:
+  """The previous generation's searcher folder when the new generation only appends rows to
+  it (nothing removed, same storage, format 2) and stays within SEARCHER_GROWTH_LIMIT of the
+  rows the searcher was trained for; else None (train a new one)."""
+  if previous is None or kept_rows != old_rows or rows == old_rows:
+    return None
+  before = _manifest_of(previous)
+  folder = previous / "scann"
+  same_storage = (before.get("code_bytes") is not None and
+                  before.get("code_bytes") == manifest.get("code_bytes") and
+                  before.get("storage") == manifest.get("storage"))
+  trained = int(before.get("searcher_rows") or before.get("num_rows") or 0)
+  if not (same_storage and folder.is_dir() and trained):
+    return None
+  return folder if rows <= SEARCHER_GROWTH_LIMIT * trained else None
+
+
+def _write_searcher(folder: Path, matrix: FingerprintMatrix, storage: Storage,
+                    extend: Path | None, first_new_row: int,
+                    chunk_rows: int = 1 << 18) -> None:
+  """The ScaNN searcher over `matrix` (AH codes only; candidates are re-scored from the rows,
+  `RescoredIndex`): the searcher in `extend` with rows first_new_row.. added, or a new one
+  trained and built from the rows chunk by chunk (never all rows as float32)."""
+  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+  if extend is None:
+    index = neighbors.ScannIndex.build(matrix, reorder=False,
+                                       dims_per_block=storage.dims_per_block(matrix.shape[1]))
+  else:
+    index = neighbors.ScannIndex.load(extend)
+    index.extend(matrix[lo:lo + chunk_rows]
+                 for lo in range(first_new_row, matrix.shape[0], chunk_rows))
+    if index.size() != matrix.shape[0]:
+      raise RuntimeError(f"extended searcher holds {index.size()} rows, expected "
+                         f"{matrix.shape[0]}")
+  index.save(folder / "scann")
 
 
 def _write_manifest_and_sync(folder: Path, manifest: dict) -> None:
@@ -393,21 +449,37 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
   Nothing is visible until the final rename; an exception leaves the live one as it was.
   """
   root = Path(root)
-  storage, dim = manifest["storage"], manifest["dim"]
+  dim = manifest["dim"]
+  storage = Storage(manifest["storage"], int(manifest.get("code_bytes") or 64))
   tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=root))
   try:
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; others may need to read it
+    previous = previous_db.parent if previous_db is not None else None
     parts, rows, added, num_tracks = _write_track_table(
         tmp / "tracks.sqlite", previous_db, keep, old_matrix, new, storage, dim)
-    unchanged = (previous_db is not None and old_matrix is not None and added == 0
-                 and rows == old_matrix.shape[0])
+    old_rows = old_matrix.shape[0] if old_matrix is not None else 0
+    unchanged = (previous is not None and old_matrix is not None and added == 0
+                 and rows == old_rows and old_matrix.storage == storage.rows
+                 and _manifest_of(previous).get("code_bytes") == manifest.get("code_bytes"))
     if rows and unchanged:
       # Same rows as the live generation (a threshold change, nothing new to add): its
       # immutable matrix and searcher are hard-linked, not rewritten and rebuilt.
-      _link_tree(previous_db.parent / "fingerprints.npy", tmp / "fingerprints.npy")
-      _link_tree(previous_db.parent / "scann", tmp / "scann")
-    elif rows:
-      _write_matrix_and_searcher(tmp, parts, rows, dim, storage)
+      _link_tree(previous / "fingerprints.npy", tmp / "fingerprints.npy")
+      if (previous / "scann").is_dir():
+        _link_tree(previous / "scann", tmp / "scann")
+    elif rows:  # rows (re)written: the searcher is of the current format
+      from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+      manifest = dict(manifest, version=FORMAT_VERSION, code_bytes=storage.code_bytes)
+      matrix = _write_rows(tmp, parts, rows, dim, storage)
+      kept_rows = sum(t.row_count for t in keep)
+      extend = _extendable_searcher(previous, manifest, kept_rows, old_rows, rows)
+      if rows >= neighbors.SCANN_MIN_ROWS:
+        _write_searcher(tmp, matrix, storage, extend, kept_rows)
+      if extend is None:
+        manifest["searcher_rows"] = int(rows)
+      del matrix
+    else:
+      manifest = dict(manifest, version=FORMAT_VERSION, code_bytes=storage.code_bytes)
     del parts
     generation = int(manifest.get("generation", 0)) + 1
     _write_manifest_and_sync(tmp, dict(manifest, num_rows=int(rows), num_tracks=int(num_tracks),
@@ -416,6 +488,10 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
+
+
+def _manifest_of(generation: Path) -> dict:
+  return json.loads((generation / "manifest.json").read_text())
 
 
 def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
@@ -456,25 +532,36 @@ def set_threshold(catalogue: Catalogue, threshold: NoMatchThreshold) -> Catalogu
                                              "threshold_fpr": threshold.fpr})
 
 
+def restore(catalogue: Catalogue, storage: Storage) -> Catalogue:
+  """The same tracks re-stored in `storage` (rows re-encoded, searcher rebuilt), atomically:
+  until the new generation is published, the catalogue stays as it was."""
+  storage.check_dim(catalogue.manifest["dim"])
+  return update(catalogue, manifest_changes={"storage": storage.rows,
+                                             "code_bytes": storage.code_bytes})
+
+
 def exists(root: str | os.PathLike) -> bool:
   """Whether `root` holds a catalogue (a published generation)."""
   return (Path(root).expanduser() / "CURRENT").exists()
 
 
 def create(root: str | os.PathLike, model_identity: str, model_source: str, dim: int,
-           storage: str = "float32", threshold: NoMatchThreshold | None = None) -> Catalogue:
+           storage: Storage = storage_lib.DEFAULT,
+           threshold: NoMatchThreshold | None = None) -> Catalogue:
   """Create an empty catalogue (refuses to touch an existing non-catalogue folder).
 
-  `threshold` is its initial no-match threshold: the model's default, normally.
+  `storage` is how its rows and search codes are stored (storage.py; ValueError if it
+  cannot hold `dim`-dimensional fingerprints); `threshold` is its initial no-match
+  threshold: the model's default, normally.
   """
   root = Path(root).expanduser()
-  if storage not in STORAGE_DTYPES:
-    raise ValueError(f"unknown storage {storage!r}; one of {sorted(STORAGE_DTYPES)}")
+  storage.check_dim(dim)
   if root.exists() and any(p.name not in (".lock",) for p in root.iterdir()):
     raise CatalogueError(f"{root}: exists and is not an empty folder or a catalogue")
   manifest = {"format": FORMAT, "version": FORMAT_VERSION, "model_identity": model_identity,
               "fingerprint_version": FINGERPRINT_VERSION,
-              "model_source": model_source, "dim": dim, "storage": storage,
+              "model_source": model_source, "dim": dim, "storage": storage.rows,
+              "code_bytes": storage.code_bytes,
               "threshold": threshold.to_json() if threshold else None,
               "threshold_fpr": threshold.fpr if threshold else None, "generation": 0}
   with _writer_lock(root):

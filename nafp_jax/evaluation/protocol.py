@@ -20,7 +20,7 @@ from nafp_jax.catalogue.store import Catalogue
 from nafp_jax.evaluation import query_sets
 from nafp_jax.evaluation.journal import Journal
 from nafp_jax.inference.fingerprinter import Fingerprinter
-from nafp_jax.catalogue.identify import identify
+from nafp_jax.catalogue.identify import identify, identify_batch
 
 SEGMENT_TOLERANCE_S = 0.05
 
@@ -44,15 +44,44 @@ class Tally:
     self.segment_hits += int(segment)
 
 
-def _score(method: Method, wave: np.ndarray, sha1: str, start_s: float, phases: int,
-           backend: str) -> tuple[bool, bool]:
-  result = identify(method.catalogue, method.fingerprinter, wave, top=1, phases=phases,
-                    backend=backend, threshold=-np.inf)
-  if not result.matches:
+def _hits(method: Method, result, sha1: str, start_s: float) -> tuple[bool, bool]:
+  """(audio-level, segment-level) hit of one identification."""
+  if isinstance(result, Exception) or not result.matches:
     return False, False
   best = result.matches[0]
   audio = method.catalogue.tracks[best.track].sha1 == sha1
   return audio, audio and abs(best.timestamp_s - start_s) <= SEGMENT_TOLERANCE_S + 1e-9
+
+
+def _score(method: Method, wave: np.ndarray, sha1: str, start_s: float, phases: int,
+           backend: str) -> tuple[bool, bool]:
+  result = identify(method.catalogue, method.fingerprinter, wave, top=1, phases=phases,
+                    backend=backend, threshold=-np.inf)
+  return _hits(method, result, sha1, start_s)
+
+
+# Queries fingerprinted and searched together in the grid (one encoder stream, one
+# neighbour search per batch); what each query scores does not depend on it.
+QUERY_BATCH = 32
+
+
+def _score_batch(methods: Sequence[Method], tallies: dict[str, Tally],
+                 batch: Sequence[query_sets.Query], hashes: list[str], phases: int,
+                 backend: str) -> None:
+  """Score a batch of queries with every method; methods that share a model (storages or
+  backends of one catalogue) share the queries' fingerprints, made once."""
+  waves = [q.wave for q in batch]
+  long_enough = [w for w in waves if Fingerprinter.is_long_enough(w.shape[0])]
+  fingerprints: dict[str, list[np.ndarray]] = {}
+  for m in methods:
+    key = m.fingerprinter.bundle.identity
+    if key not in fingerprints:
+      fingerprints[key] = m.fingerprinter.query_fingerprints_batch(long_enough, phases)
+    results = identify_batch(m.catalogue, m.fingerprinter, waves, ["<clip>"] * len(waves),
+                             top=1, phases=phases, backend=backend, threshold=-np.inf,
+                             fingerprints=fingerprints[key])
+    for q, result in zip(batch, results):
+      tallies[m.label].add(*_hits(m, result, hashes[q.track], q.start_s))
 
 
 def load_catalogue_tracks(cat: Catalogue) -> tuple[list[np.ndarray], list[str]]:
@@ -98,10 +127,16 @@ def run_protocol(methods: Sequence[Method], waves: list[np.ndarray], hashes: lis
   bar = tqdm(total=len(todo) * count, disable=not progress, unit="query")
   for condition, length in todo:
     tallies = {m.label: Tally() for m in methods}
+    batch = []
     for q in query_sets.make_queries(waves, noise, rirs, condition, length, count, seed):
-      for m in methods:
-        tallies[m.label].add(*_score(m, q.wave, hashes[q.track], q.start_s, phases, backend))
-      bar.update(1)
+      batch.append(q)
+      if len(batch) == QUERY_BATCH:
+        _score_batch(methods, tallies, batch, hashes, phases, backend)
+        bar.update(len(batch))
+        batch = []
+    if batch:
+      _score_batch(methods, tallies, batch, hashes, phases, backend)
+      bar.update(len(batch))
     done[(condition, length)] = _cell_rows(methods, tallies, condition, length)
     if journal is not None:
       journal.add(dataclasses.asdict(condition), length, done[(condition, length)])

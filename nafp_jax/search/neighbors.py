@@ -2,9 +2,11 @@
 
 Fingerprints are L2-normalised, so inner product = cosine similarity.  The exact
 backend is a chunked matrix product (the oracle in tests and the default for
-small catalogues); ScaNN (tree + asymmetric hashing, with exact re-ordering or
-AH-only) takes over for large ones, with parameters chosen from the catalogue
-size.  Large catalogues are indexed in chunks, so none is ever held as float32.
+small catalogues); ScaNN (tree + asymmetric hashing) takes over for large ones,
+with parameters chosen from the catalogue size.  A catalogue's ScaNN searcher
+keeps only its AH codes: `RescoredIndex` re-scores the candidates it proposes
+from the catalogue's own rows, so no second copy of the rows is ever stored.
+Large catalogues are indexed in chunks, so none is ever held as float32.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class ScannIndex:
     self._searcher = searcher
 
   @staticmethod
-  def _builder(data: np.ndarray, rows: int, k: int, reorder: bool):
+  def _builder(data: np.ndarray, rows: int, k: int, reorder: bool, dims_per_block: int):
     import scann  # pylint: disable=g-import-not-at-top
     builder = scann.scann_ops_pybind.builder(data, k, "dot_product")
     if rows < SCANN_MIN_ROWS:
@@ -91,18 +93,20 @@ class ScannIndex:
     leaves, to_search = tree_shape(rows)
     builder = builder.tree(num_leaves=leaves, num_leaves_to_search=to_search,
                            training_sample_size=min(data.shape[0], TRAINING_SAMPLE_ROWS))
-    builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2)
+    builder = builder.score_ah(dims_per_block, anisotropic_quantization_threshold=0.2)
     return builder.reorder(max(10 * k, 200)) if reorder else builder
 
   @staticmethod
   def build(matrix, k: int = 20, reorder: bool = True,
             whole_build_max_rows: int = WHOLE_BUILD_MAX_ROWS,
-            chunk_rows: int = STREAM_CHUNK_ROWS) -> "ScannIndex":
-    """Tree with ~sqrt(n) leaves, AH scoring (2 dims/block), optional exact re-ordering.
+            chunk_rows: int = STREAM_CHUNK_ROWS, dims_per_block: int = 2) -> "ScannIndex":
+    """Tree with ~sqrt(n) leaves, AH scoring (`dims_per_block` dims per 4-bit code),
+    optional exact re-ordering inside ScaNN.
 
     `matrix` is [n, d] float32 rows or anything sliced to them (a `FingerprintMatrix`
-    over a memory-mapped int8 file).  `reorder=False` keeps only the AH codes (~16x
-    smaller than float32 rows) and returns AH-approximate scores: the smallest index.
+    over a memory-mapped file).  `reorder=True` makes ScaNN keep its own float32 copy
+    of the rows to re-order with; `reorder=False` keeps only the AH codes and returns
+    AH-approximate scores (wrap it in `RescoredIndex` for exact ones).
     Above `whole_build_max_rows` rows the index is trained on a sample and filled
     `chunk_rows` at a time (`build_streaming`), so memory stays ~ one chunk of
     float32 + the index.
@@ -110,16 +114,17 @@ class ScannIndex:
     n = matrix.shape[0]
     if n <= whole_build_max_rows or n < SCANN_MIN_ROWS:
       data = np.ascontiguousarray(matrix[:], np.float32)
-      return ScannIndex(ScannIndex._builder(data, n, k, reorder).build())
+      return ScannIndex(ScannIndex._builder(data, n, k, reorder, dims_per_block).build())
     rng = np.random.default_rng(0)
     picks = np.sort(rng.choice(n, min(n, TRAINING_SAMPLE_ROWS), replace=False))
     sample = np.asarray(matrix[picks], np.float32)
     chunks = (matrix[lo:lo + chunk_rows] for lo in range(0, n, chunk_rows))
-    return ScannIndex.build_streaming(sample, chunks, n, k, reorder)
+    return ScannIndex.build_streaming(sample, chunks, n, k, reorder, dims_per_block)
 
   @staticmethod
   def build_streaming(sample: np.ndarray, chunks: Iterable[np.ndarray], rows: int,
-                      k: int = 20, reorder: bool = True) -> "ScannIndex":
+                      k: int = 20, reorder: bool = True,
+                      dims_per_block: int = 2) -> "ScannIndex":
     """Train on `sample` (rows drawn from the whole catalogue), then add `chunks` in order.
 
     The chunks together are the catalogue's `rows` rows; row i of their
@@ -128,22 +133,28 @@ class ScannIndex:
     if rows < SCANN_MIN_ROWS:
       raise ValueError(f"streaming build is for large catalogues, not {rows} rows")
     searcher = ScannIndex._builder(np.ascontiguousarray(sample, np.float32), rows, k,
-                                   reorder).build()
+                                   reorder, dims_per_block).build()
     # The training rows were indexed as ids 0..S-1: remove them, then add the catalogue in order.
     searcher.searcher.delete(list(range(sample.shape[0] - 1, -1, -1)))
     searcher.reserve(rows)
+    index = ScannIndex(searcher)
+    index.extend(chunks)
+    if index.size() != rows:
+      raise ValueError(f"streaming build got {index.size()} rows, expected {rows}")
+    return index
+
+  def extend(self, chunks: Iterable[np.ndarray]) -> None:
+    """Add rows after the last one (their ids continue from size()), with the tree and
+    codebooks as trained: for growth by a small fraction, not a new catalogue."""
     # Adding rows runs on one thread unless given a pool (ids still follow the order rows are
     # added in: tests/unit/test_search.py).
-    searcher.set_num_threads(os.cpu_count() or 1)
-    added = 0
+    self._searcher.set_num_threads(os.cpu_count() or 1)
     for chunk in chunks:
       chunk = np.ascontiguousarray(chunk, np.float32)
-      searcher.searcher.upsert([None] * chunk.shape[0], chunk, 4096)
-      added += chunk.shape[0]
-    if added != rows or searcher.size() != rows:
-      raise ValueError(f"streaming build got {added} rows (index holds {searcher.size()}), "
-                       f"expected {rows}")
-    return ScannIndex(searcher)
+      self._searcher.searcher.upsert([None] * chunk.shape[0], chunk, 4096)
+
+  def size(self) -> int:
+    return int(self._searcher.size())
 
   def save(self, folder: str | os.PathLike) -> None:
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -164,3 +175,36 @@ class ScannIndex:
               else self._searcher.search_batched)
     rows, scores = search(queries, final_num_neighbors=k, leaves_to_search=leaves_to_search)
     return rows.astype(np.int64), scores.astype(np.float32)
+
+
+# Candidates per query vector that the approximate searcher proposes for exact re-scoring.
+RESCORE_CANDIDATES = 40
+
+
+class RescoredIndex:
+  """An approximate index whose candidates are re-scored exactly from the stored rows.
+
+  `approximate` proposes `candidates` rows per query vector (ScaNN's AH scores); their
+  inner products with the query are then computed from `matrix` (the catalogue's rows,
+  decoded from their stored format) and the best k returned.  The rows are read, not
+  copied: a memory-mapped catalogue stays on disk but for the rows a query touches.
+  """
+
+  def __init__(self, approximate: NeighborIndex, matrix, candidates: int = RESCORE_CANDIDATES):
+    self.approximate = approximate
+    self.matrix = matrix
+    self.candidates = candidates
+
+  def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    q = np.asarray(queries, np.float32)
+    rows, _ = self.approximate.search(q, max(k, self.candidates))
+    valid = rows >= 0
+    wanted, where = np.unique(rows[valid], return_inverse=True)
+    decoded = self.matrix[wanted] if wanted.size else np.zeros((0, q.shape[1]), np.float32)
+    scores = np.full(rows.shape, -np.inf, np.float32)
+    query_of = np.broadcast_to(np.arange(q.shape[0])[:, None], rows.shape)[valid]
+    scores[valid] = np.einsum("nd,nd->n", decoded[where], q[query_of])
+    keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best_rows = np.take_along_axis(rows, keep, 1)
+    best_scores = np.take_along_axis(scores, keep, 1)
+    return np.where(np.isfinite(best_scores), best_rows, -1), best_scores

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from configs import tiny
 from nafp_jax.audio import synthetic_audio
-from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax.catalogue import storage as storage_lib, store as catalogue_lib
 from nafp_jax import cli
 from nafp_jax.audio import frontend
 from nafp_jax.inference import shipped_model
@@ -175,10 +175,11 @@ def test_interrupted_add_leaves_catalogue_intact(tmp_path, model_dir, music, mon
   cat, _ = index_files(cat, fp, [music / "song0.wav"], progress=False)
   before = (db / "CURRENT").read_text()
 
-  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
-  def interrupted_build(*args, **kwargs):
+  write_rows = catalogue_lib._write_rows  # pylint: disable=protected-access
+  def interrupted_write(*args, **kwargs):
+    write_rows(*args, **kwargs)
     raise KeyboardInterrupt  # as if Ctrl-C arrived while the new generation was being written
-  monkeypatch.setattr(neighbors.ScannIndex, "build", staticmethod(interrupted_build))
+  monkeypatch.setattr(catalogue_lib, "_write_rows", interrupted_write)
   with pytest.raises(KeyboardInterrupt):
     index_files(cat, fp, [music / "song1.wav"], progress=False)
   assert (db / "CURRENT").read_text() == before
@@ -188,15 +189,39 @@ def test_interrupted_add_leaves_catalogue_intact(tmp_path, model_dir, music, mon
   assert again.matrix.shape[0] == again.counts.sum() > 0
 
 
-@pytest.mark.parametrize("storage", ["float16", "int8"])
-def test_quantised_storage_still_finds_the_track(tmp_path, model_dir, music, storage, capsys):
+@pytest.mark.parametrize("storage", ["float32", "float16", "int8", "int4"])
+def test_every_storage_still_finds_the_track(tmp_path, model_dir, music, storage, capsys):
   db = tmp_path / storage
   _run(capsys, "index", music, "--db", db, "--model", model_dir, "--storage", storage, "--quiet")
   cat = catalogue_lib.Catalogue(db)
-  assert cat.matrix.stored.dtype == np.dtype(storage)
+  assert cat.storage == storage and cat.matrix.stored.dtype == storage_lib.stored_dtype(storage)
   code, out, _ = _run(capsys, "query", music / "song3.wav", "--db", db, "--model", model_dir,
                       "--json")
   assert json.loads(out)[0]["results"][0]["track"] == "song3.wav"
+  code, out, _ = _run(capsys, "list", "--db", db)
+  assert f"storage: {storage} rows" in out and "MB per hour of audio" in out
+
+
+def test_convert_restores_smaller_keeps_tracks_and_still_finds(tmp_path, model_dir, music,
+                                                               capsys):
+  db = tmp_path / "cat"
+  _run(capsys, "index", music, "--db", db, "--model", model_dir, "--storage", "float32",
+       "--quiet")
+  before = catalogue_lib.Catalogue(db)
+  code, out, _ = _run(capsys, "convert", "--db", db, "--storage", "int4", "--code-bytes", "16")
+  assert code == 0 and "was float32 rows" in out and "now int4 rows, 16-byte search codes" in out
+  after = catalogue_lib.Catalogue(db)
+  assert [(t.id, t.sha1) for t in after.tracks] == [(t.id, t.sha1) for t in before.tracks]
+  assert after.storage_scheme == storage_lib.Storage("int4", 16)
+  code, out, _ = _run(capsys, "convert", "--db", db, "--storage", "int4", "--code-bytes", "16")
+  assert code == 0 and "nothing to do" in out
+  code, out, _ = _run(capsys, "query", music / "song2.wav", "--db", db, "--model", model_dir,
+                      "--json")
+  assert json.loads(out)[0]["results"][0]["track"] == "song2.wav"
+  # Indexing more into it with another storage named is refused, not silently mixed.
+  code, _, err = _run(capsys, "index", music / "song0.wav", "--db", db, "--model", model_dir,
+                      "--storage", "int8", "--quiet")
+  assert code == 1 and "stores int4 rows, 16-byte search codes, not int8" in err
 
 
 def test_eval_prints_tables_csv_and_plots(tmp_path, model_dir, music, capsys):
@@ -379,7 +404,7 @@ def test_damaged_matrix_is_detected_and_never_matches(tmp_path, model_dir, music
   with a message instead of matching that track with score NaN (and printing NaN as JSON)."""
   db = tmp_path / "cat"
   _run(capsys, "index", music / "song0.wav", music / "song1.wav", "--db", db, "--model",
-       model_dir, "--quiet")
+       model_dir, "--quiet", "--storage", "float32")  # random bytes read as float32: NaN rows
   code, out, _ = _run(capsys, "check", "--db", db)
   assert code == 0 and "OK" in out and "checksum(s) verified" in out
   cat = catalogue_lib.Catalogue(db)
@@ -412,7 +437,8 @@ def test_list_escapes_control_characters_in_names(tmp_path, model_dir, music, ca
   _run(capsys, "index", odd, "--db", tmp_path / "cat", "--model", model_dir, "--quiet")
   code, out, _ = _run(capsys, "list", "--db", tmp_path / "cat")
   assert code == 0 and "two\\nlines\\x1b[31m.wav" in out and "\x1b" not in out
-  assert len(out.strip().splitlines()) == 3  # the header, the threshold, one line for the track
+  # The header, the storage, the threshold, one line for the track.
+  assert len(out.strip().splitlines()) == 4
 
 
 def test_generation_folders_follow_the_umask(tmp_path, model_dir):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nafp_jax.catalogue.store import FingerprintMatrix, quantize
+from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
 from nafp_jax.search.neighbors import ExactIndex, ScannIndex, tree_shape
 from nafp_jax.search.subsequence import subsequence_search, subsequence_search_batch
 
@@ -98,7 +98,7 @@ def test_scann_backend_agrees_with_exact(tmp_path):
 def test_chunked_scann_build_indexes_every_row_under_its_own_id(tmp_path):
   rng = np.random.default_rng(11)
   rows = 60_000  # above SCANN_MIN_ROWS: a tree + AH index
-  int8 = FingerprintMatrix(quantize(_unit(rng.standard_normal((rows, 16))), "int8"), "int8")
+  int8 = FingerprintMatrix.from_float(_unit(rng.standard_normal((rows, 16))), "int8")
   matrix = int8[:]  # the rows as the index sees them (int8 sliced to float32 chunk by chunk)
   picks = rng.choice(rows, 40, replace=False)
   # With exact re-ordering over all leaves, each row's own vector must come back as its id.
@@ -125,10 +125,12 @@ def test_large_int8_catalogue_is_indexed_in_chunks_and_found(tmp_path, monkeypat
   monkeypatch.setattr(neighbors, "STREAM_CHUNK_ROWS", 20_000)
   rng = np.random.default_rng(12)
   tracks = [_unit(rng.standard_normal((n, 32))) for n in (30_000, 25_000, 5_000)]
-  cat = catalogue_lib.create(tmp_path / "cat", "m" * 40, "test", 32, storage="int8")
+  cat = catalogue_lib.create(tmp_path / "cat", "m" * 40, "test", 32, storage=Storage("int8", 16))
   cat = catalogue_lib.update(cat, add=[({"name": f"t{i}", "path": f"t{i}.wav", "duration": 1.0,
                                          "sha1": f"{i:040d}"}, t) for i, t in enumerate(tracks)])
-  assert not (cat.generation / "scann" / "dataset.npy").exists()  # AH codes only for int8
+  assert not (cat.generation / "scann" / "dataset.npy").exists()  # AH codes only: no row copy
+  hashed = np.load(cat.generation / "scann" / "hashed_dataset.npy", mmap_mode="r")
+  assert hashed.shape == (60_000, 16)  # 16 one-byte codes (2 of the 32 dims each) per row
   q = _unit(tracks[1][1000:1041] + 0.05 * rng.standard_normal((41, 32)))[None]
   best = subsequence_search(q, cat.neighbor_index("scann"), cat.matrix, cat.starts, cat.counts,
                             k=10, top=1)
