@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nafp_jax.catalogue.store import Catalogue, CatalogueError, sha256_of
+from nafp_jax.catalogue.generations import sha256_of
+from nafp_jax.catalogue.store import Catalogue, CatalogueError
 
 
 def verify(root: str | os.PathLike, chunk_rows: int = 1 << 16) -> tuple[Catalogue | None, list[str]]:

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from configs import tiny
 from nafp_jax.audio import synthetic_audio
-from nafp_jax.catalogue import storage as storage_lib, store as catalogue_lib
+from nafp_jax.catalogue import generations, storage as storage_lib, store as catalogue_lib
 from nafp_jax import cli
 from nafp_jax.audio import frontend
 from nafp_jax.inference import shipped_model
@@ -175,11 +175,11 @@ def test_interrupted_add_leaves_catalogue_intact(tmp_path, model_dir, music, mon
   cat, _ = index_files(cat, fp, [music / "song0.wav"], progress=False)
   before = (db / "CURRENT").read_text()
 
-  write_rows = catalogue_lib._write_rows  # pylint: disable=protected-access
+  write_rows = generations._write_rows  # pylint: disable=protected-access
   def interrupted_write(*args, **kwargs):
     write_rows(*args, **kwargs)
     raise KeyboardInterrupt  # as if Ctrl-C arrived while the new generation was being written
-  monkeypatch.setattr(catalogue_lib, "_write_rows", interrupted_write)
+  monkeypatch.setattr(generations, "_write_rows", interrupted_write)
   with pytest.raises(KeyboardInterrupt):
     index_files(cat, fp, [music / "song1.wav"], progress=False)
   assert (db / "CURRENT").read_text() == before
@@ -374,7 +374,7 @@ def test_a_writer_waits_for_the_lock_and_says_who_holds_it(tmp_path, model_dir, 
   holding, release = threading.Event(), threading.Event()
 
   def other_writer():
-    with catalogue_lib._writer_lock(db):  # pylint: disable=protected-access
+    with generations.writer_lock(db):
       holding.set()
       release.wait(10)
 
@@ -393,7 +393,7 @@ def test_a_writer_waits_for_the_lock_and_says_who_holds_it(tmp_path, model_dir, 
   thread.start()
   holding.wait(10)
   with pytest.raises(catalogue_lib.CatalogueError, match="gave up waiting after 0.5 s"):
-    with catalogue_lib._writer_lock(db, timeout_s=0.5):  # pylint: disable=protected-access
+    with generations.writer_lock(db, timeout_s=0.5):
       pass
   release.set()
   thread.join()

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from nafp_jax.catalogue import check, storage as storage_lib, store as catalogue_lib
+from nafp_jax.catalogue import check, generations, storage as storage_lib, store as catalogue_lib
 from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
 from nafp_jax.search import neighbors
 from nafp_jax.search.neighbors import ExactIndex, RescoredIndex, ScannIndex
@@ -158,7 +158,7 @@ def _as_format_1(cat):
   manifest = json.loads((generation / "manifest.json").read_text())
   manifest.pop("code_bytes")
   manifest["version"] = 1
-  manifest["files"] = catalogue_lib.file_digests(generation)
+  manifest["files"] = generations.file_digests(generation)
   (generation / "manifest.json").write_text(json.dumps(manifest))
   return catalogue_lib.Catalogue(cat.root)
 

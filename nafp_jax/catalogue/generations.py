@@ -1,0 +1,310 @@
+"""Writing catalogue generations: the writer lock, the files of a generation, publishing.
+
+A generation is written complete in a temporary folder beside the live one (track table,
+rows, searcher, manifest with every file's size and SHA-256), flushed to disk, renamed
+into place and then named in CURRENT, so a reader sees either the old generation or the
+new one, never part of one.  Rows and search codes are stored as storage.py says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+from pathlib import Path
+import shutil
+import sqlite3
+import tempfile
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from nafp_jax.catalogue import storage as storage_lib
+from nafp_jax.catalogue.records import CatalogueError, FORMAT_VERSION, TRACK_TABLE_SCHEMA, TrackRecord
+from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
+
+
+# How long a writer waits for another one to finish before giving up.
+LOCK_TIMEOUT_S = 600.0
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path, timeout_s: float | None = None) -> Iterator[None]:
+  """Hold the catalogue's writer lock; wait up to `timeout_s` (LOCK_TIMEOUT_S) for it,
+  saying once who holds it (the holder writes its pid, host and start time into it)."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
+  root.mkdir(parents=True, exist_ok=True)
+  lock = root / ".lock"
+  with open(lock, "a+") as f:
+    deadline, told = time.monotonic() + timeout_s, False
+    while True:
+      try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+      except BlockingIOError:
+        holder = lock.read_text().strip() or "another process"
+        if time.monotonic() >= deadline:
+          raise CatalogueError(f"{root}: {holder} is writing this catalogue; gave up waiting "
+                               f"after {timeout_s:g} s") from None
+        if not told:
+          from absl import logging  # pylint: disable=g-import-not-at-top
+          logging.warning("%s: %s is writing this catalogue; waiting (up to %g s)", root, holder,
+                          timeout_s)
+          told = True
+        time.sleep(0.2)
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{datetime.datetime.now().isoformat(timespec='seconds')}\n")
+    f.flush()
+    try:
+      yield
+    finally:
+      f.seek(0)
+      f.truncate()
+      f.flush()
+
+
+def _umask() -> int:
+  """The process's umask, read without changing it where the system tells it (Linux)."""
+  try:
+    for line in Path("/proc/self/status").read_text().splitlines():
+      if line.startswith("Umask:"):
+        return int(line.split()[1], 8)
+  except OSError:
+    pass
+  mask = os.umask(0o022)  # elsewhere: set and restore at once
+  os.umask(mask)
+  return mask
+
+
+def _fsync_dir(path: Path) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _publish(root: Path, tmp: Path, number: int) -> None:
+  """Rename a finished generation into place, swap CURRENT, drop older generations."""
+  final = root / f"gen-{number:08d}"
+  os.replace(tmp, final)
+  _fsync_dir(root)
+  pointer = root / "CURRENT.tmp"
+  pointer.write_text(final.name + "\n")
+  with open(pointer) as f:
+    os.fsync(f.fileno())
+  os.replace(pointer, root / "CURRENT")
+  _fsync_dir(root)
+  for old in root.glob("gen-*"):
+    if old.name != final.name:
+      shutil.rmtree(old, ignore_errors=True)
+  for stale in root.glob(".gen-tmp-*"):
+    shutil.rmtree(stale, ignore_errors=True)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+  """Hard-link a file or a folder's files (copy where links are not possible)."""
+  if source.is_dir():
+    target.mkdir()
+    for child in source.iterdir():
+      _link_tree(child, target / child.name)
+    return
+  try:
+    os.link(source, target)
+  except OSError:
+    shutil.copy2(source, target)
+
+
+def _rows_in(matrix: FingerprintMatrix, track: TrackRecord, storage: Storage) -> np.ndarray:
+  """A kept track's stored rows, re-encoded if the catalogue changes its row format."""
+  rows = slice(track.first_row, track.first_row + track.row_count)
+  if matrix.storage == storage.rows:
+    return matrix.stored[rows]
+  return storage_lib.encode(matrix[rows], storage.rows)
+
+
+def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[TrackRecord],
+                       old_matrix: FingerprintMatrix | None,
+                       new: Iterable[tuple[dict, np.ndarray]], storage: Storage, dim: int
+                       ) -> tuple[list[np.ndarray], int, int, int]:
+  """The generation's track table: kept tracks renumbered in order, new ones appended.
+
+  Returns (the matrix parts in row order, rows, tracks added, tracks in all).
+  """
+  if previous_db is not None:
+    shutil.copyfile(previous_db, db_path)
+  con = sqlite3.connect(db_path)
+  try:
+    with con:
+      con.executescript(TRACK_TABLE_SCHEMA)
+      con.execute("CREATE TEMP TABLE keep (id INTEGER PRIMARY KEY)")
+      con.executemany("INSERT INTO keep VALUES (?)", [(t.id,) for t in keep])
+      con.execute("DELETE FROM tracks WHERE id NOT IN (SELECT id FROM keep)")
+    parts, row = [], 0
+    for t in keep:  # compact: kept tracks keep their order, rows renumbered
+      parts.append(_rows_in(old_matrix, t, storage))
+      with con:
+        con.execute("UPDATE tracks SET first_row = ? WHERE id = ?", (row, t.id))
+      row += t.row_count
+    added = 0
+    for fields, fingerprints in new:
+      if fingerprints.shape[1:] != (dim,):
+        raise ValueError(f"fingerprints of dim {fingerprints.shape[1:]} for a {dim}-d catalogue")
+      parts.append(storage_lib.encode(fingerprints, storage.rows))
+      with con:
+        con.execute("INSERT INTO tracks (name, path, duration, first_row, row_count, sha1, added) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (fields["name"], fields["path"], fields["duration"], row,
+                     int(fingerprints.shape[0]), fields["sha1"],
+                     datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
+      row += fingerprints.shape[0]
+      added += 1
+    num_tracks = con.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+  finally:
+    con.close()
+  return parts, row, added, num_tracks
+
+
+# A searcher is extended in place of a rebuild while the catalogue has at most this many times
+# the rows its tree and codebooks were trained on; past that it is trained again.
+SEARCHER_GROWTH_LIMIT = 2.0
+
+
+def _write_rows(folder: Path, parts: list[np.ndarray], rows: int, dim: int,
+                storage: Storage) -> FingerprintMatrix:
+  """fingerprints.npy from `parts`, written straight into the file (no in-memory copy of the
+  whole matrix); returns it memory-mapped."""
+  out = np.lib.format.open_memmap(folder / "fingerprints.npy", mode="w+",
+                                  dtype=storage_lib.stored_dtype(storage.rows),
+                                  shape=storage_lib.stored_shape(rows, dim, storage.rows))
+  lo = 0
+  for part in parts:
+    out[lo:lo + part.shape[0]] = part
+    lo += part.shape[0]
+  out.flush()
+  del out
+  return FingerprintMatrix(np.load(folder / "fingerprints.npy", mmap_mode="r"), storage.rows, dim)
+
+
+def _extendable_searcher(previous: Path | None, manifest: dict, kept_rows: int,
+                         old_rows: int, rows: int) -> Path | None:
+  """The previous generation's searcher folder when the new generation only appends rows to
+  it (nothing removed, same storage, format 2) and stays within SEARCHER_GROWTH_LIMIT of the
+  rows the searcher was trained for; else None (train a new one)."""
+  if previous is None or kept_rows != old_rows or rows == old_rows:
+    return None
+  before = manifest_of(previous)
+  folder = previous / "scann"
+  same_storage = (before.get("code_bytes") is not None and
+                  before.get("code_bytes") == manifest.get("code_bytes") and
+                  before.get("storage") == manifest.get("storage"))
+  trained = int(before.get("searcher_rows") or before.get("num_rows") or 0)
+  if not (same_storage and folder.is_dir() and trained):
+    return None
+  return folder if rows <= SEARCHER_GROWTH_LIMIT * trained else None
+
+
+def _write_searcher(folder: Path, matrix: FingerprintMatrix, storage: Storage,
+                    extend: Path | None, first_new_row: int,
+                    chunk_rows: int = 1 << 18) -> None:
+  """The ScaNN searcher over `matrix` (AH codes only; candidates are re-scored from the rows,
+  `RescoredIndex`): the searcher in `extend` with rows first_new_row.. added, or a new one
+  trained and built from the rows chunk by chunk (never all rows as float32)."""
+  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+  if extend is None:
+    index = neighbors.ScannIndex.build(matrix, reorder=False,
+                                       dims_per_block=storage.dims_per_block(matrix.shape[1]))
+  else:
+    index = neighbors.ScannIndex.load(extend)
+    index.extend(matrix[lo:lo + chunk_rows]
+                 for lo in range(first_new_row, matrix.shape[0], chunk_rows))
+    if index.size() != matrix.shape[0]:
+      raise RuntimeError(f"extended searcher holds {index.size()} rows, expected "
+                         f"{matrix.shape[0]}")
+  index.save(folder / "scann")
+
+
+def _write_manifest_and_sync(folder: Path, manifest: dict) -> None:
+  """manifest.json (with every file's digest), then every file flushed to disk."""
+  manifest = dict(manifest, files=file_digests(folder))
+  (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+  for f in folder.rglob("*"):
+    if f.is_file():
+      with open(f, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[TrackRecord],
+                     old_matrix: FingerprintMatrix | None,
+                     new: Iterable[tuple[dict, np.ndarray]], previous_db: Path | None) -> None:
+  """Write a complete generation: kept tracks (with their rows) + new tracks, then publish.
+
+  `new` yields (record fields without id/first_row/row_count, fingerprints [n, d]).
+  Nothing is visible until the final rename; an exception leaves the live one as it was.
+  """
+  root = Path(root)
+  dim = manifest["dim"]
+  storage = Storage(manifest["storage"], int(manifest.get("code_bytes") or 64))
+  tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=root))
+  try:
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; others may need to read it
+    previous = previous_db.parent if previous_db is not None else None
+    parts, rows, added, num_tracks = _write_track_table(
+        tmp / "tracks.sqlite", previous_db, keep, old_matrix, new, storage, dim)
+    old_rows = old_matrix.shape[0] if old_matrix is not None else 0
+    unchanged = (previous is not None and old_matrix is not None and added == 0
+                 and rows == old_rows and old_matrix.storage == storage.rows
+                 and manifest_of(previous).get("code_bytes") == manifest.get("code_bytes"))
+    if rows and unchanged:
+      # Same rows as the live generation (a threshold change, nothing new to add): its
+      # immutable matrix and searcher are hard-linked, not rewritten and rebuilt.
+      _link_tree(previous / "fingerprints.npy", tmp / "fingerprints.npy")
+      if (previous / "scann").is_dir():
+        _link_tree(previous / "scann", tmp / "scann")
+    elif rows:  # rows (re)written: the searcher is of the current format
+      from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+      manifest = dict(manifest, version=FORMAT_VERSION, code_bytes=storage.code_bytes)
+      matrix = _write_rows(tmp, parts, rows, dim, storage)
+      kept_rows = sum(t.row_count for t in keep)
+      extend = _extendable_searcher(previous, manifest, kept_rows, old_rows, rows)
+      if rows >= neighbors.SCANN_MIN_ROWS:
+        _write_searcher(tmp, matrix, storage, extend, kept_rows)
+      if extend is None:
+        manifest["searcher_rows"] = int(rows)
+      del matrix
+    else:
+      manifest = dict(manifest, version=FORMAT_VERSION, code_bytes=storage.code_bytes)
+    del parts
+    generation = int(manifest.get("generation", 0)) + 1
+    _write_manifest_and_sync(tmp, dict(manifest, num_rows=int(rows), num_tracks=int(num_tracks),
+                                       generation=generation))
+    _publish(root, tmp, generation)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def manifest_of(generation: Path) -> dict:
+  return json.loads((generation / "manifest.json").read_text())
+
+
+def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+  import hashlib  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    while block := f.read(chunk):
+      h.update(block)
+  return h.hexdigest()
+
+
+def file_digests(generation: Path) -> dict[str, dict]:
+  """{relative path: {'bytes', 'sha256'}} of every file of a generation but its manifest."""
+  return {f.relative_to(generation).as_posix(): {"bytes": f.stat().st_size, "sha256": sha256_of(f)}
+          for f in sorted(generation.rglob("*"))
+          if f.is_file() and f.name != "manifest.json"}
