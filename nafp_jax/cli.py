@@ -1,6 +1,6 @@
 """`nafp`: index a catalogue, identify clips, list/remove tracks, calibrate, export, evaluate.
 
-  nafp index DIR_OR_FILE... --db CAT [--model M] [--storage int4|int8|float16|float32]
+  nafp index DIR_OR_FILE... --db CAT [--model M] [--storage ROWS] [--code-bytes N]
   nafp query CLIP... --db CAT [--top K] [--json]
   nafp list --db CAT [--json]          nafp remove TRACK... --db CAT
   nafp convert --db CAT [--storage ROWS] [--code-bytes N]   (re-store the same fingerprints)
@@ -23,8 +23,10 @@ from pathlib import Path
 import sys
 from typing import Sequence
 
-from nafp_jax.catalogue.storage import CODE_BYTES, DEFAULT as DEFAULT_STORAGE, ROW_FORMATS, Storage
-from nafp_jax.display import printable
+from nafp_jax.catalogue.storage import DEFAULT as DEFAULT_STORAGE
+from nafp_jax.catalogue_commands import (add_catalogue_parsers, add_storage_options, print_threshold,
+                                         requested_storage)
+from nafp_jax.display import clock, printable
 from nafp_jax.evaluation.command import add_eval_parser
 from nafp_jax.stream_commands import add_stream_parsers
 
@@ -75,12 +77,12 @@ def cmd_index(args) -> int:
   from nafp_jax.models import embedding_spread  # pylint: disable=g-import-not-at-top
   db = Path(args.db).expanduser()
   try:  # a new catalogue's model is checked for collapse; an existing one's was at creation
-    service = CatalogueService.open_or_create(db, args.model, _storage(args))
+    service = CatalogueService.open_or_create(db, args.model, requested_storage(args))
   except embedding_spread.CollapsedModelError as e:
     if not args.allow_collapsed:
       raise
     print(f"warning: {e}", file=sys.stderr)
-    service = CatalogueService.open_or_create(db, args.model, _storage(args),
+    service = CatalogueService.open_or_create(db, args.model, requested_storage(args),
                                               allow_collapsed=True)
   if service.created and service.threshold is None:
     print(f"warning: the model has no default no-match threshold, so every query of {db} "
@@ -135,7 +137,7 @@ def cmd_export_model(args) -> int:
     threshold = calibration.calibrate_model_default(Fingerprinter(load_encoder(folder)),
                                                     args.calibration_audio)
     no_match.write_model_default(folder, threshold)
-    _print_threshold(threshold)
+    print_threshold(threshold)
   else:
     print(f"warning: {folder} has no default no-match threshold (no --calibration-audio): "
           "catalogues built with it answer MATCH for anything until calibrated; "
@@ -152,7 +154,7 @@ def cmd_import(args) -> int:
     cat.check_model(manifest["model_identity"])
   else:
     cat = catalogue_lib.create(db, manifest["model_identity"], manifest["model_source"],
-                               manifest["dim"], _storage(args) or DEFAULT_STORAGE)
+                               manifest["dim"], requested_storage(args) or DEFAULT_STORAGE)
   known = {t.sha1 for t in cat.tracks}
 
   def new():
@@ -219,163 +221,11 @@ def _print_result(cat, r) -> None:
     print(f"  {'rank':>4}  {'score':>6}  {'votes':>5}  {'time':>9}  track")
     for i, m in enumerate(r.matches):
       t = cat.tracks[m.track]
-      print(f"  {i + 1:>4}  {m.score:6.3f}  {m.votes:>5}  {_clock(m.timestamp_s):>9}  "
+      print(f"  {i + 1:>4}  {m.score:6.3f}  {m.votes:>5}  {clock(m.timestamp_s):>9}  "
             f"{printable(t.name)}")
   if r.timings_s:
     print(f"  {1000 * sum(r.timings_s.values()):.0f} ms (" + ", ".join(
         f"{k} {1000 * v:.0f} ms" for k, v in r.timings_s.items()) + ")")
-
-
-def _clock(seconds: float) -> str:
-  minutes, sec = divmod(seconds, 60)
-  return f"{int(minutes)}:{sec:05.2f}"
-
-
-def _storage(args) -> Storage | None:
-  """The storage --storage / --code-bytes ask for (what is not given: the catalogue's own if
-  it exists, else the default), or None when neither is given."""
-  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
-  if args.storage is None and args.code_bytes is None:
-    return None
-  base = (catalogue_lib.Catalogue(args.db).storage_scheme if catalogue_lib.exists(args.db)
-          else DEFAULT_STORAGE)
-  return Storage(args.storage or base.rows, args.code_bytes or base.code_bytes)
-
-
-def _storage_summary(cat) -> str:
-  mb_per_hour = cat.disk_bytes / 1e6 / max(cat.hours, 1e-9)
-  return (f"{cat.storage_scheme.describe()}" + ("" if cat.code_bytes is not None else
-                                                " (format 1: ScaNN keeps its own float32 copy)")
-          + (f"; {cat.disk_bytes / 1e6:.1f} MB on disk, {mb_per_hour:.1f} MB per hour of audio"
-             if cat.hours else ""))
-
-
-def cmd_convert(args) -> int:
-  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
-  cat = catalogue_lib.Catalogue(args.db)
-  wanted = _storage(args) or DEFAULT_STORAGE
-  if wanted == cat.storage_scheme and cat.code_bytes is not None:
-    print(f"{cat.root}: already stores {wanted.describe()}; nothing to do")
-    return 0
-  before = _storage_summary(cat)
-  cat = catalogue_lib.restore(cat, wanted)
-  print(f"{cat.root}: was {before}\n{' ' * len(str(cat.root))}  now {_storage_summary(cat)}")
-  return 0
-
-
-def cmd_list(args) -> int:
-  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
-  cat = catalogue_lib.Catalogue(args.db)
-  if args.json:
-    print(json.dumps({"manifest": cat.manifest,
-                      "tracks": [t.__dict__ for t in cat.tracks]}, indent=2))
-    return 0
-  m = cat.manifest
-  print(f"{cat.root}: {m['num_tracks']} tracks, {m['num_rows']} fingerprints, "
-        f"model {m['model_identity'][:12]}")
-  print(f"storage: {_storage_summary(cat)}")
-  print(f"no-match threshold: " + (cat.threshold.describe(cat.hours) if cat.threshold else "none "
-                                   "(every best match counts; `nafp calibrate` sets one)"))
-  for t in cat.tracks:
-    print(f"{t.id:>6}  {_clock(t.duration):>9}  {t.row_count:>7} fp  {t.sha1[:10]}  "
-          f"{printable(t.name)}")
-  return 0
-
-
-def cmd_check(args) -> int:
-  from nafp_jax.catalogue.check import verify  # pylint: disable=g-import-not-at-top
-  cat, problems = verify(args.db)
-  for problem in problems:
-    print(f"problem: {problem}")
-  if cat is not None:
-    checked = len(cat.manifest.get("files", {}))
-    print(f"{cat.root}: {cat.manifest['num_tracks']} tracks, {cat.manifest['num_rows']} "
-          f"fingerprints, {checked} file checksum(s) verified: "
-          f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
-  return 1 if problems and (cat is None or any(not p.startswith((".gen-tmp-", "no checksums"))
-                                               for p in problems)) else 0
-
-
-def cmd_remove(args) -> int:
-  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
-  try:  # no model needed: the catalogue alone
-    cat, removed = catalogue_lib.remove_tracks(catalogue_lib.Catalogue(args.db), args.tracks)
-  except catalogue_lib.MissingTracksError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  print(f"removed {len(removed)} track(s); {cat.manifest['num_tracks']} left")
-  return 0
-
-
-def cmd_calibrate(args) -> int:
-  from nafp_jax.catalogue.service import CatalogueService  # pylint: disable=g-import-not-at-top
-  if args.model_default and args.negatives:
-    raise ValueError("give audio to measure on, or --model-default, not both")
-  if not args.model_default and not args.negatives:
-    raise ValueError("give audio that is not in the catalogue to measure on (or --model-default)")
-  service = CatalogueService.open(args.db, args.model)
-  if args.model_default:
-    threshold = service.use_model_default_threshold()
-    print(f"{service.catalogue.root}: no-match threshold set to "
-          f"{threshold.describe(service.catalogue.hours)}")
-    return 0
-  threshold = service.calibrate(
-      args.negatives, args.fpr, args.durations, args.clips, progress=not args.quiet,
-      on_skip=lambda path, problem: print(f"skipped {path}: {problem}", file=sys.stderr))
-  _print_threshold(threshold)
-  return 0
-
-
-def cmd_calibrate_model(args) -> int:
-  from nafp_jax.catalogue import calibration, no_match  # pylint: disable=g-import-not-at-top
-  no_match.check_model_folder(args.model)  # before the work, not after it
-  _, fingerprinter = _load(args, need_catalogue=False)
-  threshold = calibration.calibrate_model_default(
-      fingerprinter, args.audio, args.fpr, args.durations, args.clips,
-      args.reference_fraction, progress=not args.quiet)
-  path = no_match.write_model_default(args.model, threshold)
-  _print_threshold(threshold)
-  print(f"written to {path}; new catalogues built with this model start with it")
-  return 0
-
-
-def _print_threshold(threshold) -> None:
-  print(f"no-match threshold ({threshold.describe()}):")
-  for d, score, n in zip(threshold.durations_s, threshold.scores, threshold.negatives):
-    print(f"  {d:5.1f} s clips: {score:.4f}  (from {n} non-catalogue clips)")
-
-
-def _add_calibration_options(p: argparse.ArgumentParser) -> None:
-  from nafp_jax.catalogue import calibration, no_match  # pylint: disable=g-import-not-at-top
-  p.add_argument("--fpr", type=float, default=no_match.DEFAULT_FPR,
-                 help="accepted false-positive rate: the fraction of clips of audio not in the "
-                      "catalogue that may still be reported as a match")
-  p.add_argument("--durations", type=_durations,
-                 default=",".join(f"{d:g}" for d in no_match.DEFAULT_DURATIONS_S),
-                 help="query durations to calibrate, seconds, comma-separated (a clip between "
-                      "two gets an interpolated threshold)")
-  p.add_argument("--clips", type=int, default=calibration.DEFAULT_CLIPS_PER_DURATION,
-                 help="clips per duration (more: a steadier threshold, longer calibration)")
-  p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _durations(text: str) -> tuple[float, ...]:
-  try:
-    values = tuple(sorted({float(v) for v in text.split(",") if v.strip()}))
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"not a comma-separated list of seconds: {text!r}") from None
-  if not values or values[0] < 1.0:
-    raise argparse.ArgumentTypeError(f"durations must be at least 1 s (one fingerprint): {text!r}")
-  return values
-
-
-def _add_storage_options(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--storage", choices=ROW_FORMATS,
-                 help=f"row format of the fingerprints kept for exact scoring (a new catalogue: "
-                      f"{DEFAULT_STORAGE.rows})")
-  p.add_argument("--code-bytes", type=int, choices=CODE_BYTES,
-                 help=f"bytes of ScaNN search code per fingerprint (a new catalogue: "
-                      f"{DEFAULT_STORAGE.code_bytes})")
 
 
 def _add_allow_collapsed(p: argparse.ArgumentParser) -> None:
@@ -399,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = add("index", cmd_index, "Fingerprint audio files/folders into a catalogue (created if new).")
   p.add_argument("inputs", nargs="+", help="audio files or folders (searched recursively)")
   p.add_argument("--model", help="training workdir or exported model (default: shipped model)")
-  _add_storage_options(p)
+  add_storage_options(p)
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   _add_allow_collapsed(p)
 
@@ -439,45 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = add("import", cmd_import, "Build or extend a catalogue from an export folder (all shares).")
   p.add_argument("export", help="folder written by `nafp export`")
-  _add_storage_options(p)
+  add_storage_options(p)
 
-  p = add("convert", cmd_convert, "Re-store a catalogue's fingerprints in another storage "
-          "(row format, search code size) without re-fingerprinting; atomic.")
-  _add_storage_options(p)
-
-  p = add("list", cmd_list, "List the tracks of a catalogue.")
-  p.add_argument("--json", action="store_true")
-
-  add("check", cmd_check, "Verify a whole catalogue: checksums of its files, every "
-      "fingerprint, the track table, the searcher; exit 1 on damage.")
-
-  p = add("remove", cmd_remove, "Remove tracks (by id, name, path or content hash).")
-  p.add_argument("tracks", nargs="+")
-
-  p = add("calibrate", cmd_calibrate,
-          "Replace the catalogue's no-match threshold by one measured on audio that is NOT in "
-          "the catalogue (music of the kind users will query, ideally minutes of it).")
-  p.add_argument("negatives", nargs="*", help="audio files/folders not in the catalogue")
-  p.add_argument("--model")
-  p.add_argument("--model-default", action="store_true",
-                 help="set the model's default threshold instead of measuring one (for a "
-                      "catalogue made before its model had one)")
-  _add_calibration_options(p)
-
-  p = sub.add_parser("calibrate-model", help="Measure a model's default no-match threshold and "
-                     "store it in the model folder.", description=
-                     "Measure a model's default no-match threshold, which every catalogue built "
-                     "with the model starts with. The music given is split by top-level "
-                     "sub-folder into a reference catalogue and held-out clips, so no clip comes "
-                     "from a source in the reference. Do not use evaluation audio.",
-                     formatter_class=HelpFormatter)
-  p.set_defaults(func=cmd_calibrate_model)
-  p.add_argument("model", help="exported model folder (see export-model)")
-  p.add_argument("audio", nargs="+", help="folders of music, one sub-folder per album or source")
-  p.add_argument("--reference-fraction", type=float, default=0.5,
-                 help="share of the sources indexed as the reference catalogue")
-  _add_calibration_options(p)
-
+  add_catalogue_parsers(sub, add, HelpFormatter)
   add_stream_parsers(add)
   add_eval_parser(sub)
   return parser

@@ -3,40 +3,18 @@
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
 
-from configs import tiny
-from nafp_jax.audio import synthetic_audio
-from nafp_jax.catalogue import generations, storage as storage_lib, store as catalogue_lib
+from nafp_jax.catalogue import generations, store as catalogue_lib
 from nafp_jax import cli
 from nafp_jax.audio import frontend
 from nafp_jax.inference import shipped_model
 from nafp_jax.inference.encoder_bundle import EncoderBundle, load_encoder
 from nafp_jax.inference.fingerprinter import Fingerprinter, QueryTooShortError
-from nafp_jax.models import create_model
 from tests.audio_fixtures import write_bad_files
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-  """An exported (untrained) tiny model: enough to match audio cut from the catalogue."""
-  config = tiny.get_config()
-  variables = jax.jit(lambda r: create_model(config.model).init(
-      r, jnp.zeros((1, 64, 96, 1))))(jax.random.PRNGKey(0))
-  return EncoderBundle(config, variables, "test").save(
-      tmp_path_factory.mktemp("m") / "model", dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def music(tmp_path_factory):
-  folder = tmp_path_factory.mktemp("music")
-  for i in range(4):
-    wave = synthetic_audio.synth_track(np.random.default_rng([42, i]), 8.0 + 2 * i)
-    sf.write(folder / f"song{i}.wav", wave, 16000, subtype="FLOAT")
-  return folder
+from tests.cli_runner import run_cli as _run
 
 
 def test_fingerprints_equal_framed_log_mel_and_query_phases(model_dir, music):
@@ -60,12 +38,6 @@ def test_fingerprints_equal_framed_log_mel_and_query_phases(model_dir, music):
   np.testing.assert_allclose(q[0, 1:-1], track[21:21 + q.shape[1] - 2], atol=2e-5)
   with pytest.raises(QueryTooShortError, match="shorter than one fingerprint"):
     fp.query_fingerprints(wave[:15000])
-
-
-def _run(capsys, *argv):
-  code = cli.main([str(a) for a in argv])
-  out = capsys.readouterr()
-  return code, out.out, out.err
 
 
 def test_index_query_list_remove(tmp_path, model_dir, music, capsys):
@@ -189,41 +161,6 @@ def test_interrupted_add_leaves_catalogue_intact(tmp_path, model_dir, music, mon
   assert again.matrix.shape[0] == again.counts.sum() > 0
 
 
-@pytest.mark.parametrize("storage", ["float32", "float16", "int8", "int4"])
-def test_every_storage_still_finds_the_track(tmp_path, model_dir, music, storage, capsys):
-  db = tmp_path / storage
-  _run(capsys, "index", music, "--db", db, "--model", model_dir, "--storage", storage, "--quiet")
-  cat = catalogue_lib.Catalogue(db)
-  assert cat.storage == storage and cat.matrix.stored.dtype == storage_lib.stored_dtype(storage)
-  code, out, _ = _run(capsys, "query", music / "song3.wav", "--db", db, "--model", model_dir,
-                      "--json")
-  assert json.loads(out)[0]["results"][0]["track"] == "song3.wav"
-  code, out, _ = _run(capsys, "list", "--db", db)
-  assert f"storage: {storage} rows" in out and "MB per hour of audio" in out
-
-
-def test_convert_restores_smaller_keeps_tracks_and_still_finds(tmp_path, model_dir, music,
-                                                               capsys):
-  db = tmp_path / "cat"
-  _run(capsys, "index", music, "--db", db, "--model", model_dir, "--storage", "float32",
-       "--quiet")
-  before = catalogue_lib.Catalogue(db)
-  code, out, _ = _run(capsys, "convert", "--db", db, "--storage", "int4", "--code-bytes", "16")
-  assert code == 0 and "was float32 rows" in out and "now int4 rows, 16-byte search codes" in out
-  after = catalogue_lib.Catalogue(db)
-  assert [(t.id, t.sha1) for t in after.tracks] == [(t.id, t.sha1) for t in before.tracks]
-  assert after.storage_scheme == storage_lib.Storage("int4", 16)
-  code, out, _ = _run(capsys, "convert", "--db", db, "--storage", "int4", "--code-bytes", "16")
-  assert code == 0 and "nothing to do" in out
-  code, out, _ = _run(capsys, "query", music / "song2.wav", "--db", db, "--model", model_dir,
-                      "--json")
-  assert json.loads(out)[0]["results"][0]["track"] == "song2.wav"
-  # Indexing more into it with another storage named is refused, not silently mixed.
-  code, _, err = _run(capsys, "index", music / "song0.wav", "--db", db, "--model", model_dir,
-                      "--storage", "int8", "--quiet")
-  assert code == 1 and "stores int4 rows, 16-byte search codes, not int8" in err
-
-
 def test_eval_prints_tables_csv_and_plots(tmp_path, model_dir, music, capsys):
   db = tmp_path / "cat"
   _run(capsys, "index", music, "--db", db, "--model", model_dir, "--quiet")
@@ -293,24 +230,6 @@ def test_two_process_export_merges_to_the_same_catalogue(tmp_path, model_dir, mu
   (tmp_path / "docs" / "notes.txt").write_text("mine")
   code, _, err = _run(capsys, "export", music, "--out", tmp_path / "docs", "--model", model_dir)
   assert code == 1 and "not an export folder" in err and "notes.txt" in err
-
-
-def test_calibrated_threshold_rejects_unknown_audio(tmp_path, model_dir, music, capsys):
-  db = tmp_path / "cat"
-  _run(capsys, "index", music / "song0.wav", music / "song1.wav", "--db", db, "--model", model_dir,
-       "--quiet")
-  negatives = tmp_path / "neg"
-  synthetic_audio.write_noise(negatives, 3, 12.0, seed=5)
-  code, out, _ = _run(capsys, "calibrate", negatives, "--db", db, "--model", model_dir,
-                      "--fpr", 0.0, "--durations", 3, "--clips", 8, "--quiet")
-  assert code == 0 and "threshold" in out
-  assert catalogue_lib.Catalogue(db).threshold.source == "calibrated"
-  code, out, _ = _run(capsys, "query", *sorted(negatives.glob("*.wav")), "--db", db, "--model",
-                      model_dir, "--json")
-  assert [r["match"] for r in json.loads(out)] == [False] * 3
-  code, out, _ = _run(capsys, "query", music / "song1.wav", "--db", db, "--model", model_dir,
-                      "--json")
-  assert json.loads(out)[0]["match"] is True
 
 
 def test_killed_index_leaves_old_or_new_catalogue(tmp_path, model_dir, music, capsys):
@@ -399,48 +318,6 @@ def test_a_writer_waits_for_the_lock_and_says_who_holds_it(tmp_path, model_dir, 
   thread.join()
 
 
-def test_damaged_matrix_is_detected_and_never_matches(tmp_path, model_dir, music, capsys):
-  """Random bytes over one track's rows: `nafp check` names the damage, and a query is refused
-  with a message instead of matching that track with score NaN (and printing NaN as JSON)."""
-  db = tmp_path / "cat"
-  _run(capsys, "index", music / "song0.wav", music / "song1.wav", "--db", db, "--model",
-       model_dir, "--quiet", "--storage", "float32")  # random bytes read as float32: NaN rows
-  code, out, _ = _run(capsys, "check", "--db", db)
-  assert code == 0 and "OK" in out and "checksum(s) verified" in out
-  cat = catalogue_lib.Catalogue(db)
-  path = cat.generation / "fingerprints.npy"
-  header = len(path.read_bytes()) - cat.matrix.shape[0] * 128 * 4
-  track = cat.tracks[1]
-  with open(path, "r+b") as f:
-    f.seek(header + track.first_row * 128 * 4)
-    f.write(np.random.default_rng(0).bytes(track.row_count * 128 * 4))
-  code, out, _ = _run(capsys, "check", "--db", db)
-  assert code == 1
-  assert "fingerprints.npy: its content differs from the checksum" in out
-  assert "not finite unit vectors" in out and track.name in out
-  code, out, err = _run(capsys, "query", music / "song0.wav", "--db", db, "--model", model_dir,
-                        "--json", "--backend", "exact")
-  assert "NaN" not in out
-  assert code == 1  # the NaN rows come up among the exact search's candidates
-  assert "damaged fingerprint matrix" in err and "nafp check" in err
-  # A truncated matrix is caught when the catalogue is opened.
-  with open(path, "r+b") as f:
-    f.truncate(header + 128 * 4)
-  code, _, err = _run(capsys, "list", "--db", db)
-  assert code == 1 and "damaged catalogue: fingerprints.npy is" in err
-
-
-def test_list_escapes_control_characters_in_names(tmp_path, model_dir, music, capsys):
-  odd = tmp_path / "odd"
-  odd.mkdir()
-  (odd / "two\nlines\x1b[31m.wav").write_bytes((music / "song0.wav").read_bytes())
-  _run(capsys, "index", odd, "--db", tmp_path / "cat", "--model", model_dir, "--quiet")
-  code, out, _ = _run(capsys, "list", "--db", tmp_path / "cat")
-  assert code == 0 and "two\\nlines\\x1b[31m.wav" in out and "\x1b" not in out
-  # The header, the storage, the threshold, one line for the track.
-  assert len(out.strip().splitlines()) == 4
-
-
 def test_generation_folders_follow_the_umask(tmp_path, model_dir):
   import os  # pylint: disable=g-import-not-at-top
   old = os.umask(0o022)
@@ -449,16 +326,6 @@ def test_generation_folders_follow_the_umask(tmp_path, model_dir):
   finally:
     os.umask(old)
   assert cat.generation.stat().st_mode & 0o777 == 0o755  # was 0700 whatever the umask
-
-
-def test_damaged_matrix_header_says_so_without_pickles(tmp_path, model_dir, music, capsys):
-  db = tmp_path / "cat"
-  _run(capsys, "index", music / "song0.wav", "--db", db, "--model", model_dir, "--quiet")
-  path = catalogue_lib.Catalogue(db).generation / "fingerprints.npy"
-  with open(path, "r+b") as f:
-    f.write(b"garbage!!!")
-  code, _, err = _run(capsys, "list", "--db", db)
-  assert code == 1 and "damaged fingerprint matrix" in err and "pickle" not in err.lower()
 
 
 def test_narrowband_files_are_indexed_with_a_warning_and_queries_say_so(

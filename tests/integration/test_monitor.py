@@ -12,7 +12,6 @@ from nafp_jax.monitoring import audio_stream
 from nafp_jax.monitoring.monitor import MonitorSettings, monitor_stream
 from nafp_jax.monitoring.stream_fingerprints import StreamFingerprints
 from nafp_jax.monitoring.tracker import Detection, Gap, Tracker, WindowAnswer
-from tests.integration.test_catalogue_cli import model_dir, music  # pylint: disable=unused-import
 
 
 def _windows(spec):

@@ -11,7 +11,6 @@ import soundfile as sf
 from nafp_jax.audio import synthetic_audio
 from nafp_jax.catalogue import calibration, store as catalogue_lib, no_match
 from nafp_jax import cli
-from tests.integration.test_catalogue_cli import model_dir  # pylint: disable=unused-import
 
 
 def test_table_interpolates_in_log_duration_and_clamps():

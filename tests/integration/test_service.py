@@ -24,7 +24,6 @@ from nafp_jax.inference.encoder_bundle import load_encoder
 from nafp_jax.inference.fingerprinter import Fingerprinter
 from nafp_jax.service.app import ServiceLimits, create_app
 from nafp_jax.service.engine import QueryEngine
-from tests.integration.test_catalogue_cli import model_dir, music  # pylint: disable=unused-import
 
 
 class Server:

@@ -1,0 +1,203 @@
+"""The `nafp` commands that look after a catalogue: list, check, remove, convert, calibrate,
+and calibrate-model (a model's default no-match threshold).
+
+Kept apart from nafp_jax/cli.py, which registers them through `add_catalogue_parsers`
+and shares the storage options defined here with `index` and `import`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nafp_jax.catalogue.storage import CODE_BYTES, DEFAULT as DEFAULT_STORAGE, ROW_FORMATS, Storage
+from nafp_jax.display import clock, printable
+
+
+def add_storage_options(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--storage", choices=ROW_FORMATS,
+                 help=f"row format of the fingerprints kept for exact scoring (a new catalogue: "
+                      f"{DEFAULT_STORAGE.rows})")
+  p.add_argument("--code-bytes", type=int, choices=CODE_BYTES,
+                 help=f"bytes of ScaNN search code per fingerprint (a new catalogue: "
+                      f"{DEFAULT_STORAGE.code_bytes})")
+
+
+def requested_storage(args) -> Storage | None:
+  """The storage --storage / --code-bytes ask for (what is not given: the catalogue's own if
+  it exists, else the default), or None when neither is given."""
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  if args.storage is None and args.code_bytes is None:
+    return None
+  base = (catalogue_lib.Catalogue(args.db).storage_scheme if catalogue_lib.exists(args.db)
+          else DEFAULT_STORAGE)
+  return Storage(args.storage or base.rows, args.code_bytes or base.code_bytes)
+
+
+def _storage_summary(cat) -> str:
+  mb_per_hour = cat.disk_bytes / 1e6 / max(cat.hours, 1e-9)
+  return (f"{cat.storage_scheme.describe()}" + ("" if cat.code_bytes is not None else
+                                                " (format 1: ScaNN keeps its own float32 copy)")
+          + (f"; {cat.disk_bytes / 1e6:.1f} MB on disk, {mb_per_hour:.1f} MB per hour of audio"
+             if cat.hours else ""))
+
+
+def cmd_convert(args) -> int:
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  cat = catalogue_lib.Catalogue(args.db)
+  wanted = requested_storage(args) or DEFAULT_STORAGE
+  if wanted == cat.storage_scheme and cat.code_bytes is not None:
+    print(f"{cat.root}: already stores {wanted.describe()}; nothing to do")
+    return 0
+  before = _storage_summary(cat)
+  cat = catalogue_lib.restore(cat, wanted)
+  print(f"{cat.root}: was {before}\n{' ' * len(str(cat.root))}  now {_storage_summary(cat)}")
+  return 0
+
+
+def cmd_list(args) -> int:
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  cat = catalogue_lib.Catalogue(args.db)
+  if args.json:
+    print(json.dumps({"manifest": cat.manifest,
+                      "tracks": [t.__dict__ for t in cat.tracks]}, indent=2))
+    return 0
+  m = cat.manifest
+  print(f"{cat.root}: {m['num_tracks']} tracks, {m['num_rows']} fingerprints, "
+        f"model {m['model_identity'][:12]}")
+  print(f"storage: {_storage_summary(cat)}")
+  print(f"no-match threshold: " + (cat.threshold.describe(cat.hours) if cat.threshold else "none "
+                                   "(every best match counts; `nafp calibrate` sets one)"))
+  for t in cat.tracks:
+    print(f"{t.id:>6}  {clock(t.duration):>9}  {t.row_count:>7} fp  {t.sha1[:10]}  "
+          f"{printable(t.name)}")
+  return 0
+
+
+def cmd_check(args) -> int:
+  from nafp_jax.catalogue.check import verify  # pylint: disable=g-import-not-at-top
+  cat, problems = verify(args.db)
+  for problem in problems:
+    print(f"problem: {problem}")
+  if cat is not None:
+    checked = len(cat.manifest.get("files", {}))
+    print(f"{cat.root}: {cat.manifest['num_tracks']} tracks, {cat.manifest['num_rows']} "
+          f"fingerprints, {checked} file checksum(s) verified: "
+          f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
+  return 1 if problems and (cat is None or any(not p.startswith((".gen-tmp-", "no checksums"))
+                                               for p in problems)) else 0
+
+
+def cmd_remove(args) -> int:
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  try:  # no model needed: the catalogue alone
+    cat, removed = catalogue_lib.remove_tracks(catalogue_lib.Catalogue(args.db), args.tracks)
+  except catalogue_lib.MissingTracksError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(f"removed {len(removed)} track(s); {cat.manifest['num_tracks']} left")
+  return 0
+
+
+def cmd_calibrate(args) -> int:
+  from nafp_jax.catalogue.service import CatalogueService  # pylint: disable=g-import-not-at-top
+  if args.model_default and args.negatives:
+    raise ValueError("give audio to measure on, or --model-default, not both")
+  if not args.model_default and not args.negatives:
+    raise ValueError("give audio that is not in the catalogue to measure on (or --model-default)")
+  service = CatalogueService.open(args.db, args.model)
+  if args.model_default:
+    threshold = service.use_model_default_threshold()
+    print(f"{service.catalogue.root}: no-match threshold set to "
+          f"{threshold.describe(service.catalogue.hours)}")
+    return 0
+  threshold = service.calibrate(
+      args.negatives, args.fpr, args.durations, args.clips, progress=not args.quiet,
+      on_skip=lambda path, problem: print(f"skipped {path}: {problem}", file=sys.stderr))
+  print_threshold(threshold)
+  return 0
+
+
+def cmd_calibrate_model(args) -> int:
+  from nafp_jax.catalogue import calibration, no_match  # pylint: disable=g-import-not-at-top
+  no_match.check_model_folder(args.model)  # before the work, not after it
+  from nafp_jax.catalogue.opening import load_catalogue_and_model  # pylint: disable=g-import-not-at-top
+  _, fingerprinter = load_catalogue_and_model(None, args.model)
+  threshold = calibration.calibrate_model_default(
+      fingerprinter, args.audio, args.fpr, args.durations, args.clips,
+      args.reference_fraction, progress=not args.quiet)
+  path = no_match.write_model_default(args.model, threshold)
+  print_threshold(threshold)
+  print(f"written to {path}; new catalogues built with this model start with it")
+  return 0
+
+
+def print_threshold(threshold) -> None:
+  print(f"no-match threshold ({threshold.describe()}):")
+  for d, score, n in zip(threshold.durations_s, threshold.scores, threshold.negatives):
+    print(f"  {d:5.1f} s clips: {score:.4f}  (from {n} non-catalogue clips)")
+
+
+def _add_calibration_options(p: argparse.ArgumentParser) -> None:
+  from nafp_jax.catalogue import calibration, no_match  # pylint: disable=g-import-not-at-top
+  p.add_argument("--fpr", type=float, default=no_match.DEFAULT_FPR,
+                 help="accepted false-positive rate: the fraction of clips of audio not in the "
+                      "catalogue that may still be reported as a match")
+  p.add_argument("--durations", type=_durations,
+                 default=",".join(f"{d:g}" for d in no_match.DEFAULT_DURATIONS_S),
+                 help="query durations to calibrate, seconds, comma-separated (a clip between "
+                      "two gets an interpolated threshold)")
+  p.add_argument("--clips", type=int, default=calibration.DEFAULT_CLIPS_PER_DURATION,
+                 help="clips per duration (more: a steadier threshold, longer calibration)")
+  p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _durations(text: str) -> tuple[float, ...]:
+  try:
+    values = tuple(sorted({float(v) for v in text.split(",") if v.strip()}))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not a comma-separated list of seconds: {text!r}") from None
+  if not values or values[0] < 1.0:
+    raise argparse.ArgumentTypeError(f"durations must be at least 1 s (one fingerprint): {text!r}")
+  return values
+
+
+def add_catalogue_parsers(sub, add, formatter_class) -> None:
+  """Register the commands on cli.py's subparsers (`add` makes one taking --db)."""
+  p = add("convert", cmd_convert, "Re-store a catalogue's fingerprints in another storage "
+          "(row format, search code size) without re-fingerprinting; atomic.")
+  add_storage_options(p)
+
+  p = add("list", cmd_list, "List the tracks of a catalogue.")
+  p.add_argument("--json", action="store_true")
+
+  add("check", cmd_check, "Verify a whole catalogue: checksums of its files, every "
+      "fingerprint, the track table, the searcher; exit 1 on damage.")
+
+  p = add("remove", cmd_remove, "Remove tracks (by id, name, path or content hash).")
+  p.add_argument("tracks", nargs="+")
+
+  p = add("calibrate", cmd_calibrate,
+          "Replace the catalogue's no-match threshold by one measured on audio that is NOT in "
+          "the catalogue (music of the kind users will query, ideally minutes of it).")
+  p.add_argument("negatives", nargs="*", help="audio files/folders not in the catalogue")
+  p.add_argument("--model")
+  p.add_argument("--model-default", action="store_true",
+                 help="set the model's default threshold instead of measuring one (for a "
+                      "catalogue made before its model had one)")
+  _add_calibration_options(p)
+
+  p = sub.add_parser("calibrate-model", help="Measure a model's default no-match threshold and "
+                     "store it in the model folder.", description=
+                     "Measure a model's default no-match threshold, which every catalogue built "
+                     "with the model starts with. The music given is split by top-level "
+                     "sub-folder into a reference catalogue and held-out clips, so no clip comes "
+                     "from a source in the reference. Do not use evaluation audio.",
+                     formatter_class=formatter_class)
+  p.set_defaults(func=cmd_calibrate_model)
+  p.add_argument("model", help="exported model folder (see export-model)")
+  p.add_argument("audio", nargs="+", help="folders of music, one sub-folder per album or source")
+  p.add_argument("--reference-fraction", type=float, default=0.5,
+                 help="share of the sources indexed as the reference catalogue")
+  _add_calibration_options(p)
