@@ -38,7 +38,8 @@ def verify(root: str | os.PathLike, chunk_rows: int = 1 << 16) -> tuple[Catalogu
         problems.append(f"{name}: its content differs from the checksum recorded when it was "
                         "written (damaged)")
   # How far from unit length a sound row may be after its format's rounding.
-  tolerance = {"float32": 1e-4, "float16": 2e-3, "int8": 2e-2, "int4": 8e-2}[cat.storage]
+  tolerance = {"float32": 1e-4, "float16": 2e-3, "int8": 2e-2, "int6": 2e-2, "int5": 4e-2,
+               "int4": 8e-2}[cat.storage]
   bad_rows = []
   for lo in range(0, cat.matrix.shape[0], chunk_rows):
     rows = cat.matrix[lo:lo + chunk_rows]

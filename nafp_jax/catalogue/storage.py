@@ -8,8 +8,11 @@ A catalogue keeps two representations of every fingerprint, each for one job:
     float32   4 bytes per dimension, exact
     float16   2 bytes per dimension
     int8      1 byte per dimension, coordinate x stored as round(127 x) (unit vectors: |x| <= 1)
-    int4      half a byte per dimension plus a float16 scale per row: each row divided by its
-              largest |coordinate| and rounded to the 15 levels -7..7, two to a byte
+    int6, int5, int4
+              6, 5 or 4 bits per dimension plus a float16 scale per row: each row divided by
+              its largest |coordinate| and rounded to the 2^(bits-1) - 1 levels either side of
+              0; the top 4 bits of each value two to a byte, each lower bit as a plane of
+              dim / 8 bytes (so decoding is byte arithmetic, not bit by bit)
 * the **search codes**: ScaNN's asymmetric-hashing codes (16 centres per block of
   dim / code_bytes dimensions, one byte per block on disk), which the tree searcher scores.
   ScaNN never keeps a float32 copy of its own: candidates are re-scored from the rows.
@@ -23,12 +26,12 @@ import dataclasses
 
 import numpy as np
 
-ROW_FORMATS = ("float32", "float16", "int8", "int4")
+ROW_FORMATS = ("float32", "float16", "int8", "int6", "int5", "int4")
 # Bytes of ScaNN search code per fingerprint on disk (one per block of dim / code_bytes dims).
 CODE_BYTES = (64, 32, 16)
 INT8_SCALE = 127.0   # fingerprints are unit vectors: every coordinate is in [-1, 1]
-INT4_LEVELS = 7      # symmetric levels -7..7 of a row's largest |coordinate|
-_SCALE_BYTES = 2     # the int4 row scale, float16, stored after the packed coordinates
+PACKED_BITS = {"int6": 6, "int5": 5, "int4": 4}  # row formats packed below a byte a value
+_SCALE_BYTES = 2     # the row scale of a packed format, float16, stored after the values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +48,11 @@ class Storage:
                        f"{', '.join(map(str, CODE_BYTES))}")
 
   def check_dim(self, dim: int) -> None:
-    """Refuse a fingerprint size the formats cannot hold (odd for int4, not divisible in blocks)."""
-    if self.rows == "int4" and dim % 2:
-      raise ValueError(f"int4 rows pack two coordinates a byte: dim {dim} is odd")
+    """Refuse a fingerprint size the formats cannot pack or split into code blocks."""
+    bits = PACKED_BITS.get(self.rows)
+    if bits and dim % (2 if bits == 4 else 8):
+      raise ValueError(f"{self.rows} rows pack {'two' if bits == 4 else 'eight'} coordinates "
+                       f"together: dim {dim} is not a multiple of {2 if bits == 4 else 8}")
     if dim % min(self.code_bytes, dim):
       raise ValueError(f"{self.code_bytes}-byte search codes split the {dim} dimensions into "
                        f"{self.code_bytes} equal blocks: {dim} is not divisible by it")
@@ -68,13 +73,53 @@ DEFAULT = Storage()
 
 
 def stored_dtype(rows: str) -> type:
-  return {"float32": np.float32, "float16": np.float16, "int8": np.int8,
-          "int4": np.uint8}[rows]
+  if rows in PACKED_BITS:
+    return np.uint8
+  return {"float32": np.float32, "float16": np.float16, "int8": np.int8}[rows]
+
+
+def _packed_bytes(dim: int, bits: int) -> int:
+  return dim // 2 + (bits - 4) * dim // 8
 
 
 def stored_shape(n: int, dim: int, rows: str) -> tuple[int, int]:
   """Shape of the stored matrix of `n` fingerprints of `dim` dimensions."""
-  return (n, dim // 2 + _SCALE_BYTES) if rows == "int4" else (n, dim)
+  if rows in PACKED_BITS:
+    return (n, _packed_bytes(dim, PACKED_BITS[rows]) + _SCALE_BYTES)
+  return (n, dim)
+
+
+def _encode_packed(x: np.ndarray, bits: int) -> np.ndarray:
+  """Rows scaled by their largest |coordinate|, rounded, offset to 1..2^bits - 1, packed."""
+  top_level = 2 ** (bits - 1) - 1
+  scale = np.max(np.abs(x), axis=1, keepdims=True).astype(np.float16)
+  safe = np.where(scale > 0, scale.astype(np.float32), 1.0)
+  levels = np.clip(np.round(x / safe * top_level), -top_level, top_level)
+  values = (levels + 2 ** (bits - 1)).astype(np.uint8)
+  high = values >> (bits - 4)
+  parts = [high[:, 0::2] | (high[:, 1::2] << 4)]
+  parts += [np.packbits((values >> b) & 1, axis=1, bitorder="little") for b in range(bits - 4)]
+  parts.append(scale.view(np.uint8).reshape(x.shape[0], _SCALE_BYTES))
+  return np.concatenate(parts, 1)
+
+
+# Byte -> its two nibbles (low first) as float32: one gather decodes a row's top 4 bits.
+_NIBBLE_PAIRS = np.stack([np.arange(256) & 0x0F, np.arange(256) >> 4], 1).astype(np.float32)
+
+
+def _decode_packed(stored: np.ndarray, bits: int) -> np.ndarray:
+  stored = np.asarray(stored, np.uint8)
+  n, dim = stored.shape[0], (stored.shape[1] - _SCALE_BYTES) * 8 // bits
+  values = _NIBBLE_PAIRS[stored[:, :dim // 2]].reshape(n, dim)
+  if bits > 4:
+    values *= 2 ** (bits - 4)
+    for b in range(bits - 4):
+      plane = stored[:, dim // 2 + b * dim // 8:dim // 2 + (b + 1) * dim // 8]
+      values += np.unpackbits(plane, axis=1, bitorder="little").astype(np.float32) * 2 ** b
+  scale = np.ascontiguousarray(stored[:, -_SCALE_BYTES:]).view(np.float16).astype(np.float32)
+  values -= 2 ** (bits - 1)
+  values *= scale / (2 ** (bits - 1) - 1)
+  return values
 
 
 def encode(fingerprints: np.ndarray, rows: str) -> np.ndarray:
@@ -82,13 +127,8 @@ def encode(fingerprints: np.ndarray, rows: str) -> np.ndarray:
   x = np.asarray(fingerprints, np.float32)
   if rows == "int8":
     return np.clip(np.round(x * INT8_SCALE), -127, 127).astype(np.int8)
-  if rows == "int4":
-    scale = np.max(np.abs(x), axis=1, keepdims=True).astype(np.float16)
-    safe = np.where(scale > 0, scale.astype(np.float32), 1.0)
-    levels = np.clip(np.round(x / safe * INT4_LEVELS), -INT4_LEVELS, INT4_LEVELS)
-    nibbles = (levels + 8).astype(np.uint8)                     # 1..15
-    packed = nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)
-    return np.concatenate([packed, scale.view(np.uint8).reshape(x.shape[0], _SCALE_BYTES)], 1)
+  if rows in PACKED_BITS:
+    return _encode_packed(x, PACKED_BITS[rows])
   return x.astype(stored_dtype(rows))
 
 
@@ -96,14 +136,8 @@ def decode(stored: np.ndarray, rows: str) -> np.ndarray:
   """Stored rows [n, ...] -> float32 [n, d]."""
   if rows == "int8":
     return np.asarray(stored, np.float32) / INT8_SCALE
-  if rows == "int4":
-    stored = np.asarray(stored, np.uint8)
-    packed, scale = stored[:, :-_SCALE_BYTES], stored[:, -_SCALE_BYTES:]
-    out = np.empty((stored.shape[0], packed.shape[1] * 2), np.float32)
-    out[:, 0::2] = (packed & 0x0F).astype(np.float32) - 8
-    out[:, 1::2] = (packed >> 4).astype(np.float32) - 8
-    row_scale = np.ascontiguousarray(scale).view(np.float16).astype(np.float32)
-    return out * (row_scale / INT4_LEVELS)
+  if rows in PACKED_BITS:
+    return _decode_packed(stored, PACKED_BITS[rows])
   return np.asarray(stored, np.float32)
 
 
@@ -118,7 +152,8 @@ class FingerprintMatrix:
     self.stored = stored
     self.storage = rows
     self.dim = dim if dim is not None else (
-        (stored.shape[1] - _SCALE_BYTES) * 2 if rows == "int4" else stored.shape[1])
+        (stored.shape[1] - _SCALE_BYTES) * 8 // PACKED_BITS[rows] if rows in PACKED_BITS
+        else stored.shape[1])
 
   @classmethod
   def from_float(cls, fingerprints: np.ndarray, rows: str) -> "FingerprintMatrix":

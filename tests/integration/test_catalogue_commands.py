@@ -10,7 +10,7 @@ from nafp_jax.catalogue import storage as storage_lib, store as catalogue_lib
 from tests.cli_runner import run_cli as _run
 
 
-@pytest.mark.parametrize("storage", ["float32", "float16", "int8", "int4"])
+@pytest.mark.parametrize("storage", ["float32", "float16", "int8", "int6", "int5", "int4"])
 def test_every_storage_still_finds_the_track(tmp_path, model_dir, music, storage, capsys):
   db = tmp_path / storage
   _run(capsys, "index", music, "--db", db, "--model", model_dir, "--storage", storage, "--quiet")

@@ -13,7 +13,8 @@ from nafp_jax.search.subsequence import subsequence_search
 
 # Largest coordinate error of each row format on unit vectors (int4: half a level of a row's
 # largest |coordinate|, which is below 1).
-ROUNDING = {"float32": 0.0, "float16": 1e-3, "int8": 0.5 / 127 + 1e-6, "int4": 0.5 / 7 + 1e-3}
+ROUNDING = {"float32": 0.0, "float16": 1e-3, "int8": 0.5 / 127 + 1e-6, "int6": 0.5 / 31 + 1e-3,
+            "int5": 0.5 / 15 + 1e-3, "int4": 0.5 / 7 + 1e-3}
 
 
 def _unit(x):
@@ -39,7 +40,7 @@ def test_every_row_format_round_trips_within_its_rounding(rows):
   assert matrix.nbytes == 300 * Storage(rows, 32).row_bytes(64)
   decoded = matrix[:]
   assert decoded.dtype == np.float32 and decoded.shape == x.shape
-  scale = np.abs(x).max(1, keepdims=True) if rows == "int4" else 1.0
+  scale = np.abs(x).max(1, keepdims=True) if rows in storage_lib.PACKED_BITS else 1.0
   assert np.all(np.abs(decoded - x) <= ROUNDING[rows] * scale)
   np.testing.assert_array_equal(decoded[7], 0.0)
   # Single rows and scattered rows decode like the whole matrix.
@@ -47,12 +48,16 @@ def test_every_row_format_round_trips_within_its_rounding(rows):
   np.testing.assert_array_equal(matrix[np.array([9, 2, 9])], decoded[[9, 2, 9]])
 
 
-def test_int4_packs_two_levels_a_byte_and_is_exact_on_its_grid():
-  levels = np.arange(-7, 8, dtype=np.float32)
-  x = np.stack([np.resize(levels, 16), np.resize(levels[::-1], 16)]) / 7 * 0.5
-  stored = storage_lib.encode(x, "int4")
-  assert stored.dtype == np.uint8 and stored.shape == (2, 8 + 2)  # 16 nibbles + float16 scale
-  np.testing.assert_allclose(storage_lib.decode(stored, "int4"), x, atol=1e-7)
+@pytest.mark.parametrize("rows,bits", [("int4", 4), ("int5", 5), ("int6", 6)])
+def test_packed_rows_take_their_bits_and_are_exact_on_their_grid(rows, bits):
+  top = 2 ** (bits - 1) - 1
+  levels = np.arange(-top, top + 1, dtype=np.float32)
+  x = np.stack([np.resize(levels, 64), np.resize(levels[::-1], 64)]) / top * 0.5
+  stored = storage_lib.encode(x, rows)
+  assert stored.dtype == np.uint8 and stored.shape == (2, 64 * bits // 8 + 2)  # + float16 scale
+  np.testing.assert_allclose(storage_lib.decode(stored, rows), x, atol=1e-7)
+  if rows == "int4":  # two levels a byte, offset by 8, the even coordinate in the low nibble
+    assert stored[0, 0] == (-top + 8) | ((-top + 1 + 8) << 4)
 
 
 def test_storage_refuses_what_it_cannot_hold():
@@ -60,8 +65,10 @@ def test_storage_refuses_what_it_cannot_hold():
     Storage("int2", 32)
   with pytest.raises(ValueError, match="search code size"):
     Storage("int8", 24)
-  with pytest.raises(ValueError, match="odd"):
+  with pytest.raises(ValueError, match="not a multiple of 2"):
     Storage("int4", 16).check_dim(33)
+  with pytest.raises(ValueError, match="not a multiple of 8"):
+    Storage("int5", 16).check_dim(36)
   with pytest.raises(ValueError, match="not divisible"):
     Storage("int8", 32).check_dim(48)
   assert Storage("int8", 64).dims_per_block(16) == 1  # fewer dims than code bytes: one each
