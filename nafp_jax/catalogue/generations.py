@@ -129,14 +129,72 @@ def _rows_in(matrix: FingerprintMatrix, track: TrackRecord, storage: Storage) ->
   return storage_lib.encode(matrix[rows], storage.rows)
 
 
+class _RowsFile:
+  """fingerprints.npy written front to back, so a generation never holds its rows in memory.
+
+  The header is written last (its shape is known only then) into a fixed-size space at
+  the front.  Blocks added `deferred` (views of the live generation's rows) are only
+  written once a block that must be written arrives or the file is finished, so a
+  generation that keeps every row as it is (a threshold change) writes nothing.
+  """
+
+  HEADER_BYTES = 128  # room for any shape; a multiple of numpy's 64-byte header alignment
+  CHUNK_ROWS = 1 << 16
+
+  def __init__(self, path: Path, storage: Storage, dim: int):
+    self.path, self.storage, self.dim = path, storage, dim
+    self.dtype = np.dtype(storage_lib.stored_dtype(storage.rows))
+    self.width = storage_lib.stored_shape(0, dim, storage.rows)[1]
+    self.rows = 0
+    self._pending: list[np.ndarray] = []
+    self._file = None
+
+  def add(self, block: np.ndarray, deferred: bool = False) -> None:
+    if block.shape[1:] != (self.width,) or block.dtype != self.dtype:
+      raise ValueError(f"rows of {block.dtype} {block.shape[1:]} for {self.storage.rows} rows "
+                       f"of width {self.width}")
+    self.rows += block.shape[0]
+    if deferred and self._file is None:
+      self._pending.append(block)
+      return
+    self._open()
+    self._write(block)
+
+  def _open(self) -> None:
+    if self._file is None:
+      self._file = open(self.path, "wb")
+      self._file.write(b"\0" * self.HEADER_BYTES)
+      for block in self._pending:
+        self._write(block)
+      self._pending = []
+
+  def _write(self, block: np.ndarray) -> None:
+    for lo in range(0, block.shape[0], self.CHUNK_ROWS):
+      self._file.write(np.ascontiguousarray(block[lo:lo + self.CHUNK_ROWS]).tobytes())
+
+  def finish(self) -> FingerprintMatrix:
+    """Write the header, close, and return the rows memory-mapped."""
+    self._open()
+    header = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                   "shape": (self.rows, self.width)})
+    prefix = np.lib.format.magic(1, 0)
+    padded = header.ljust(self.HEADER_BYTES - len(prefix) - 2 - 1) + "\n"
+    self._file.seek(0)
+    self._file.write(prefix + len(padded).to_bytes(2, "little") + padded.encode("latin1"))
+    self._file.close()
+    return FingerprintMatrix(np.load(self.path, mmap_mode="r"), self.storage.rows, self.dim)
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+
+
 def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[TrackRecord],
                        old_matrix: FingerprintMatrix | None,
-                       new: Iterable[tuple[dict, np.ndarray]], storage: Storage, dim: int
-                       ) -> tuple[list[np.ndarray], int, int, int]:
-  """The generation's track table: kept tracks renumbered in order, new ones appended.
-
-  Returns (the matrix parts in row order, rows, tracks added, tracks in all).
-  """
+                       new: Iterable[tuple[dict, np.ndarray]], storage: Storage,
+                       rows_file: _RowsFile) -> tuple[int, int]:
+  """The generation's track table (kept tracks renumbered in order, new ones appended) and
+  their rows, in the same order, into `rows_file`.  Returns (tracks added, tracks in all)."""
   if previous_db is not None:
     shutil.copyfile(previous_db, db_path)
   con = sqlite3.connect(db_path)
@@ -146,29 +204,27 @@ def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[T
       con.execute("CREATE TEMP TABLE keep (id INTEGER PRIMARY KEY)")
       con.executemany("INSERT INTO keep VALUES (?)", [(t.id,) for t in keep])
       con.execute("DELETE FROM tracks WHERE id NOT IN (SELECT id FROM keep)")
-    parts, row = [], 0
     for t in keep:  # compact: kept tracks keep their order, rows renumbered
-      parts.append(_rows_in(old_matrix, t, storage))
       with con:
-        con.execute("UPDATE tracks SET first_row = ? WHERE id = ?", (row, t.id))
-      row += t.row_count
+        con.execute("UPDATE tracks SET first_row = ? WHERE id = ?", (rows_file.rows, t.id))
+      rows_file.add(_rows_in(old_matrix, t, storage), deferred=old_matrix.storage == storage.rows)
     added = 0
     for fields, fingerprints in new:
-      if fingerprints.shape[1:] != (dim,):
-        raise ValueError(f"fingerprints of dim {fingerprints.shape[1:]} for a {dim}-d catalogue")
-      parts.append(storage_lib.encode(fingerprints, storage.rows))
+      if fingerprints.shape[1:] != (rows_file.dim,):
+        raise ValueError(f"fingerprints of dim {fingerprints.shape[1:]} for a "
+                         f"{rows_file.dim}-d catalogue")
       with con:
         con.execute("INSERT INTO tracks (name, path, duration, first_row, row_count, sha1, added) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (fields["name"], fields["path"], fields["duration"], row,
+                    (fields["name"], fields["path"], fields["duration"], rows_file.rows,
                      int(fingerprints.shape[0]), fields["sha1"],
                      datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
-      row += fingerprints.shape[0]
+      rows_file.add(storage_lib.encode(fingerprints, storage.rows))
       added += 1
     num_tracks = con.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
   finally:
     con.close()
-  return parts, row, added, num_tracks
+  return added, num_tracks
 
 
 # A searcher is extended in place of a rebuild while the catalogue has at most this many times
@@ -176,20 +232,9 @@ def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[T
 SEARCHER_GROWTH_LIMIT = 2.0
 
 
-def _write_rows(folder: Path, parts: list[np.ndarray], rows: int, dim: int,
-                storage: Storage) -> FingerprintMatrix:
-  """fingerprints.npy from `parts`, written straight into the file (no in-memory copy of the
-  whole matrix); returns it memory-mapped."""
-  out = np.lib.format.open_memmap(folder / "fingerprints.npy", mode="w+",
-                                  dtype=storage_lib.stored_dtype(storage.rows),
-                                  shape=storage_lib.stored_shape(rows, dim, storage.rows))
-  lo = 0
-  for part in parts:
-    out[lo:lo + part.shape[0]] = part
-    lo += part.shape[0]
-  out.flush()
-  del out
-  return FingerprintMatrix(np.load(folder / "fingerprints.npy", mmap_mode="r"), storage.rows, dim)
+def _write_rows(rows_file: _RowsFile) -> FingerprintMatrix:
+  """Finish fingerprints.npy; its rows memory-mapped."""
+  return rows_file.finish()
 
 
 def _extendable_searcher(previous: Path | None, manifest: dict, kept_rows: int,
@@ -255,8 +300,14 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
   try:
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; others may need to read it
     previous = previous_db.parent if previous_db is not None else None
-    parts, rows, added, num_tracks = _write_track_table(
-        tmp / "tracks.sqlite", previous_db, keep, old_matrix, new, storage, dim)
+    rows_file = _RowsFile(tmp / "fingerprints.npy", storage, dim)
+    try:
+      added, num_tracks = _write_track_table(tmp / "tracks.sqlite", previous_db, keep,
+                                             old_matrix, new, storage, rows_file)
+    except BaseException:
+      rows_file.close()
+      raise
+    rows = rows_file.rows
     old_rows = old_matrix.shape[0] if old_matrix is not None else 0
     unchanged = (previous is not None and old_matrix is not None and added == 0
                  and rows == old_rows and old_matrix.storage == storage.rows
@@ -270,7 +321,7 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
     elif rows:  # rows (re)written: the searcher is of the current format
       from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
       manifest = dict(manifest, version=FORMAT_VERSION, code_bytes=storage.code_bytes)
-      matrix = _write_rows(tmp, parts, rows, dim, storage)
+      matrix = _write_rows(rows_file)
       kept_rows = sum(t.row_count for t in keep)
       extend = _extendable_searcher(previous, manifest, kept_rows, old_rows, rows)
       if rows >= neighbors.SCANN_MIN_ROWS:
@@ -280,7 +331,6 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
       del matrix
     else:
       manifest = dict(manifest, version=FORMAT_VERSION, code_bytes=storage.code_bytes)
-    del parts
     generation = int(manifest.get("generation", 0)) + 1
     _write_manifest_and_sync(tmp, dict(manifest, num_rows=int(rows), num_tracks=int(num_tracks),
                                        generation=generation))

@@ -230,3 +230,13 @@ def test_adding_a_little_extends_the_searcher_instead_of_training_a_new_one(tmp_
   best = subsequence_search(_unit(tracks[3][50:91])[None], cat.neighbor_index("scann"),
                             cat.matrix, cat.starts, cat.counts, k=10, top=1)
   assert best[0].start_row == 6_000 + 50
+
+
+@pytest.mark.parametrize("rows", ["float32", "int5"])
+def test_rows_are_streamed_to_a_valid_npy_whatever_the_number_of_rows(tmp_path, rows):
+  storage = Storage(rows, 16)
+  tracks = _tracks(np.random.default_rng(8), (1, 70_000, 3), 32)  # more rows than one write chunk
+  cat = _add(catalogue_lib.create(tmp_path / "cat", "m" * 40, "test", 32, storage=storage), tracks)
+  stored = np.load(cat.generation / "fingerprints.npy")  # a plain .npy: numpy reads it whole
+  assert stored.shape == storage_lib.stored_shape(70_004, 32, rows)
+  np.testing.assert_array_equal(stored, storage_lib.encode(np.concatenate(tracks), rows))
