@@ -20,6 +20,7 @@ import numpy as np
 
 from nafp_jax.audio import audio_io, frontend, read_ahead
 from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax.catalogue.spool import spool_beside
 from nafp_jax.inference.fingerprinter import Fingerprinter, QueryTooShortError
 from nafp_jax.search.subsequence import Match, subsequence_search_batch
 
@@ -133,10 +134,13 @@ def index_files(cat: catalogue_lib.Catalogue, fingerprinter: Fingerprinter,
         yield {"name": display_name(path, inputs), "path": str(path.resolve()),
                "duration": wave.shape[0] / audio_io.SAMPLE_RATE, "sha1": sha1}, fingerprints
 
-  added = list(new_tracks())  # fingerprint first, then one short atomic write
-  if added:
+  # Fingerprint first (into a spool on disk, not memory), then one short atomic write.
+  with spool_beside(cat.root, cat.storage, fingerprinter.dim) as spool:
+    for fields, fingerprints in new_tracks():
+      spool.add(fields, fingerprints)
     meanwhile: list[dict] = []
-    cat = catalogue_lib.update(cat, add=added, already_present=meanwhile)
+    if len(spool):
+      cat = catalogue_lib.update(cat, add=spool.tracks(), already_present=meanwhile)
     # Added by another writer after this run read the catalogue: kept once, reported as present.
     for fields in meanwhile:
       path = next(p for p in report.added if str(Path(p).resolve()) == fields["path"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nafp_jax.catalogue import check, generations, storage as storage_lib, store as catalogue_lib
+from nafp_jax.catalogue.spool import spool_beside
 from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
 from nafp_jax.search import neighbors
 from nafp_jax.search.neighbors import ExactIndex, RescoredIndex, ScannIndex
@@ -240,3 +241,28 @@ def test_rows_are_streamed_to_a_valid_npy_whatever_the_number_of_rows(tmp_path, 
   stored = np.load(cat.generation / "fingerprints.npy")  # a plain .npy: numpy reads it whole
   assert stored.shape == storage_lib.stored_shape(70_004, 32, rows)
   np.testing.assert_array_equal(stored, storage_lib.encode(np.concatenate(tracks), rows))
+
+
+@pytest.mark.parametrize("rows", storage_lib.ROW_FORMATS)
+def test_encoding_decoded_rows_gives_the_same_stored_rows(rows):
+  x = _unit(np.random.default_rng(9).standard_normal((500, 64)))
+  x[3] = 0.0
+  stored = storage_lib.encode(x, rows)
+  np.testing.assert_array_equal(storage_lib.encode(storage_lib.decode(stored, rows), rows), stored)
+
+
+def test_spool_gives_back_its_tracks_in_order_and_leaves_nothing_behind(tmp_path):
+  rng = np.random.default_rng(10)
+  tracks = _tracks(rng, (30, 1, 12), 16)
+  with spool_beside(tmp_path, "int5", 16) as spool:
+    for i, t in enumerate(tracks):
+      spool.add({"name": f"t{i}"}, t)
+    back = list(spool.tracks())
+    assert len(spool) == 3 and [f["name"] for f, _ in back] == ["t0", "t1", "t2"]
+    for (_, rows), t in zip(back, tracks):
+      np.testing.assert_array_equal(storage_lib.encode(rows, "int5"), storage_lib.encode(t, "int5"))
+  with pytest.raises(KeyboardInterrupt):
+    with spool_beside(tmp_path, "int8", 16) as spool:
+      spool.add({"name": "x"}, tracks[0])
+      raise KeyboardInterrupt
+  assert not list(tmp_path.iterdir())
