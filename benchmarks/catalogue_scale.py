@@ -1,0 +1,208 @@
+"""Catalogues at scale, built and searched the way `nafp` does: size, build time, latency, hit rate.
+
+  python -m benchmarks.catalogue_scale --real=~/.cache/nafp/eval/dev_CAT,~/.cache/nafp/eval/train_CAT \
+      --model=MODEL --audio_catalogue=~/.cache/nafp/eval/dev_CAT --hours=100,1000 \
+      --workdir=~/.cache/nafp/scale
+
+For each size a catalogue is written through nafp_jax/catalogue/store.py (streamed rows,
+the chunked ScaNN build, the default storage unless --storage/--code_bytes say
+otherwise) from:
+  * the real fingerprints of the `--real` catalogues (all their tracks, once), then
+  * tracks that stand in for more music, each a real track with every fingerprint
+    perturbed by Gaussian noise of std --perturbation/sqrt(d) and renormalised (cosine
+    about 0.7 with its source at the default 1.0): the catalogue keeps real music's local
+    density and time structure, and every real track gains many close relatives, a
+    harder catalogue than one of unrelated music.
+Queries are real audio: --queries clips of 5 s cut from the tracks of
+--audio_catalogue (which must be among --real), noise at --snr_db dB from the noise
+folder, fingerprinted once with --model and searched in every catalogue; a hit is the
+right track within 50 ms.  Exact search runs on the first --exact_queries (it reads every
+row).  Reported per size: rows, disk MB per hour of audio, build time, peak memory of
+the build, resident memory of the opened catalogue and searcher, p50/p95 latency of one
+query searched alone, hit rates, and the time to add one album (--album_minutes of new
+tracks) with `store.update` (the searcher extended, not trained again).
+A catalogue already in --workdir at a size is reused (its build time was printed then).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import resource
+import time
+
+from absl import app, flags
+import numpy as np
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("real", None, "catalogues whose real fingerprints start every catalogue")
+flags.DEFINE_string("model", None, "the model of those catalogues (queries are fingerprinted with it)")
+flags.DEFINE_string("audio_catalogue", None, "catalogue (one of --real) whose audio the queries "
+                    "are cut from; default the first of --real")
+flags.DEFINE_list("hours", ["100"], "catalogue sizes, hours of audio")
+flags.DEFINE_string("workdir", "~/.cache/nafp/scale", "where the catalogues are written")
+flags.DEFINE_string("storage", None, "row format (default: the catalogue default)")
+flags.DEFINE_integer("code_bytes", None, "search code bytes (default: the catalogue default)")
+flags.DEFINE_float("perturbation", 1.0, "noise std x sqrt(d) of the stand-in tracks")
+flags.DEFINE_integer("queries", 200, "5 s queries")
+flags.DEFINE_integer("exact_queries", 20, "queries also searched exactly")
+flags.DEFINE_float("snr_db", 10.0, "noise level of the queries")
+flags.DEFINE_string("noise", "folder:~/.cache/nafp/open_corpus/noise", "noise source spec")
+flags.DEFINE_float("album_minutes", 45.0, "length of the album added to each catalogue")
+flags.DEFINE_integer("seed", 0, "random seed")
+
+ROWS_PER_HOUR = 36_000
+QUERY_S = 5.0
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+  return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _rss_mb() -> float:
+  for line in Path("/proc/self/status").read_text().splitlines():
+    if line.startswith("VmRSS:"):
+      return int(line.split()[1]) / 1024
+  return float("nan")
+
+
+def _real_tracks(catalogues):
+  """(fields, fingerprints) of every track of the real catalogues."""
+  for cat in catalogues:
+    for t in cat.tracks:
+      rows = cat.matrix[t.first_row:t.first_row + t.row_count]
+      yield {"name": t.name, "path": t.path, "duration": t.duration, "sha1": t.sha1}, rows
+
+
+def _stand_ins(catalogues, rows_wanted: int, rng, prefix: str):
+  """Perturbed copies of real tracks, drawn at random, until `rows_wanted` rows."""
+  pool = [(cat, t) for cat in catalogues for t in cat.tracks if t.row_count >= 41]
+  made, i = 0, 0
+  while made < rows_wanted:
+    cat, t = pool[int(rng.integers(len(pool)))]
+    rows = cat.matrix[t.first_row:t.first_row + t.row_count][:rows_wanted - made]
+    noise = FLAGS.perturbation / np.sqrt(rows.shape[1]) * rng.standard_normal(rows.shape)
+    rows = _unit(rows + noise.astype(np.float32))
+    yield {"name": f"{prefix}{i:07d}", "path": f"stand-in/{prefix}{i:07d}",
+           "duration": rows.shape[0] / 10, "sha1": f"{prefix}{i:0{40 - len(prefix)}d}"}, rows
+    made += rows.shape[0]
+    i += 1
+
+
+def build(folder: Path, hours: float, real, storage, rng) -> dict:
+  """The catalogue of `hours` in `folder` (reused if there); its build figures."""
+  from nafp_jax.catalogue import store  # pylint: disable=g-import-not-at-top
+  info = folder / "build.json"
+  if store.exists(folder) and info.exists():
+    return json.loads(info.read_text())
+  real_rows = sum(c.matrix.shape[0] for c in real)
+  wanted = int(hours * ROWS_PER_HOUR)
+  if wanted < real_rows:
+    raise ValueError(f"{hours:g} h is smaller than the real catalogues ({real_rows:,} rows)")
+  start = time.perf_counter()
+  cat = store.create(folder, real[0].manifest["model_identity"],
+                     real[0].manifest["model_source"], real[0].manifest["dim"], storage)
+
+  def tracks():
+    yield from _real_tracks(real)
+    yield from _stand_ins(real, wanted - real_rows, rng, "s")
+
+  cat = store.update(cat, add=tracks())
+  figures = {"rows": int(cat.matrix.shape[0]), "build_s": time.perf_counter() - start,
+             "build_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  info.write_text(json.dumps(figures))
+  return figures
+
+
+def make_queries(audio_cat, fingerprinter, rng):
+  """(query fingerprints, track sha1, start seconds) of --queries noisy 5 s clips."""
+  from input_pipeline import sources  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation import protocol, query_sets  # pylint: disable=g-import-not-at-top
+  waves, hashes = protocol.load_catalogue_tracks(audio_cat)
+  noise = sources.load_bank(sources.prepare(FLAGS.noise, "noise"), "train")
+  clips = list(query_sets.make_queries(waves, noise, {}, query_sets.Condition(
+      "noise", snr_db=FLAGS.snr_db), QUERY_S, FLAGS.queries, FLAGS.seed))
+  fingerprints = []
+  for lo in range(0, len(clips), 32):
+    fingerprints += fingerprinter.query_fingerprints_batch([c.wave for c in clips[lo:lo + 32]])
+  return fingerprints, [hashes[c.track] for c in clips], [c.start_s for c in clips]
+
+
+def search_figures(cat, queries, truth_sha1, truth_start) -> dict:
+  """Latency of each query searched alone, and hit rates with ScaNN and exact search."""
+  from nafp_jax.search.subsequence import subsequence_search, subsequence_search_batch  # pylint: disable=g-import-not-at-top
+  index = cat.neighbor_index("auto")
+
+  def hit(match, i):
+    return bool(match) and (cat.tracks[match[0].track].sha1 == truth_sha1[i]
+                            and abs(match[0].timestamp_s - truth_start[i]) <= 0.05 + 1e-9)
+
+  subsequence_search(queries[0], index, cat.matrix, cat.starts, cat.counts, top=1)  # warm-up
+  latencies, hits = [], []
+  for i, q in enumerate(queries):
+    start = time.perf_counter()
+    found = subsequence_search(q, index, cat.matrix, cat.starts, cat.counts, top=1)
+    latencies.append(1000 * (time.perf_counter() - start))
+    hits.append(hit(found, i))
+  n = FLAGS.exact_queries
+  start = time.perf_counter()
+  exact = subsequence_search_batch(queries[:n], cat.neighbor_index("exact"), cat.matrix,
+                                   cat.starts, cat.counts, top=1)
+  exact_s = time.perf_counter() - start
+  exact_hits = [hit(m, i) for i, m in enumerate(exact)]
+  return {"p50_ms": float(np.percentile(latencies, 50)),
+          "p95_ms": float(np.percentile(latencies, 95)),
+          "hit_rate": float(np.mean(hits)), "hit_rate_first": float(np.mean(hits[:n])),
+          "exact_hit_rate_first": float(np.mean(exact_hits)), "exact_s_per_query": exact_s / n}
+
+
+def add_album(cat, real, rng) -> float:
+  """Seconds to add --album_minutes of new tracks (12 of them) with one update."""
+  from nafp_jax.catalogue import store  # pylint: disable=g-import-not-at-top
+  rows = int(FLAGS.album_minutes * 60 * 10)
+  album = list(_stand_ins(real, rows, rng, f"album{cat.manifest['generation']}-"))
+  start = time.perf_counter()
+  store.update(cat, add=album)
+  return time.perf_counter() - start
+
+
+def main(argv):
+  del argv
+  from nafp_jax.catalogue import store  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.storage import DEFAULT, Storage  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(FLAGS.seed)
+  real = [store.Catalogue(Path(p).expanduser()) for p in FLAGS.real]
+  storage = Storage(FLAGS.storage or DEFAULT.rows, FLAGS.code_bytes or DEFAULT.code_bytes)
+  audio_cat = store.Catalogue(Path(FLAGS.audio_catalogue or FLAGS.real[0]).expanduser())
+  fingerprinter = Fingerprinter(load_encoder(FLAGS.model))
+  start = time.perf_counter()
+  queries, truth_sha1, truth_start = make_queries(audio_cat, fingerprinter, rng)
+  print(f"{len(queries)} queries of {QUERY_S:g} s, noise at {FLAGS.snr_db:g} dB, fingerprinted "
+        f"in {time.perf_counter() - start:.0f} s; storage: {storage.describe()}")
+  workdir = Path(FLAGS.workdir).expanduser()
+  for hours in map(float, FLAGS.hours):
+    folder = workdir / f"{storage.rows}_{storage.code_bytes}_{hours:g}h"
+    built = build(folder, hours, real, storage, rng)
+    before = _rss_mb()
+    cat = store.Catalogue(folder)
+    cat.neighbor_index("auto")
+    resident = _rss_mb() - before
+    figures = search_figures(cat, queries, truth_sha1, truth_start)
+    mb_per_hour = cat.disk_bytes / 1e6 / cat.hours
+    album_s = add_album(cat, real, rng)
+    print(f"{hours:g} h: {built['rows']:,} rows, {mb_per_hour:.2f} MB per hour on disk, built in "
+          f"{built['build_s']:.0f} s (peak RSS of the process {built['build_peak_rss_mb']:.0f} MB); opened: "
+          f"+{resident:.0f} MB resident; one 5 s query: p50 {figures['p50_ms']:.1f} ms, p95 "
+          f"{figures['p95_ms']:.1f} ms; hit rate {100 * figures['hit_rate']:.1f} % "
+          f"({len(queries)}), first {FLAGS.exact_queries}: {100 * figures['hit_rate_first']:.1f} "
+          f"% vs exact {100 * figures['exact_hit_rate_first']:.1f} % (exact "
+          f"{figures['exact_s_per_query']:.1f} s a query); one {FLAGS.album_minutes:g}-min album "
+          f"added in {album_s:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("real")
+  flags.mark_flag_as_required("model")
+  app.run(main)
