@@ -37,8 +37,8 @@ _SCALE_BYTES = 2     # the row scale of a packed format, float16, stored after t
 @dataclasses.dataclass(frozen=True)
 class Storage:
   """A row format and a search-code size (bytes per fingerprint)."""
-  rows: str = "float32"
-  code_bytes: int = 64
+  rows: str = "int6"
+  code_bytes: int = 32
 
   def __post_init__(self):
     if self.rows not in ROW_FORMATS:
