@@ -209,7 +209,10 @@ def set_threshold(catalogue: Catalogue, threshold: NoMatchThreshold) -> Catalogu
 def restore(catalogue: Catalogue, storage: Storage) -> Catalogue:
   """The same tracks re-stored in `storage` (rows re-encoded, searcher rebuilt), atomically:
   until the new generation is published, the catalogue stays as it was."""
-  storage.check_dim(catalogue.manifest["dim"])
+  try:
+    storage.check_dim(catalogue.manifest["dim"])
+  except ValueError as e:
+    raise ValueError(f"{catalogue.root}: cannot store its fingerprints so: {e}") from None
   return update(catalogue, manifest_changes={"storage": storage.rows,
                                              "code_bytes": storage.code_bytes})
 

@@ -149,6 +149,9 @@ def test_restore_changes_the_storage_and_keeps_tracks_ids_and_rows(tmp_path, mon
          [(t.id, t.name, t.sha1, t.first_row) for t in before]
   np.testing.assert_allclose(small.matrix[:], np.concatenate(tracks), atol=0.5 / 7)
   assert (small.generation / "fingerprints.npy").stat().st_size < rows_bytes / 6  # 128 -> 18 B
+  odd = catalogue_lib.create(tmp_path / "odd", "m" * 40, "test", 36, storage=Storage("float32", 64))
+  with pytest.raises(ValueError, match="odd: cannot store its fingerprints so: .*multiple of 8"):
+    catalogue_lib.restore(odd, Storage("int5", 32))
   assert check.verify(small.root)[1] == []
   # An interrupted re-store leaves the catalogue as it was.
   monkeypatch.setattr(ScannIndex, "build", staticmethod(lambda *a, **k: (_ for _ in ()).throw(
