@@ -6,7 +6,9 @@
 2. indexes every DEV track with the model into
    $NAFP_CACHE/demo/dev_catalogue-<model id>-v<fingerprint version>,
 3. cuts distorted queries (noise, reverb, noise+reverb) from random positions and prints the
-   segment- and audio-level hit-rate tables (`nafp eval`), with CSV and plots in --out.
+   segment- and audio-level hit-rate tables, with CSV and plots in --out.
+
+It drives the system through its Python API (catalogue/service.py, evaluation/grid.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import time
 
 from input_pipeline import open_corpus
 from input_pipeline.sources import cache_root
-from nafp_jax import cli
 from nafp_jax.inference import shipped_model
 from nafp_jax.catalogue.store import FINGERPRINT_VERSION
 from nafp_jax.inference.cpu_devices import split_cpu_into_devices
@@ -35,6 +36,10 @@ def main(argv=None) -> int:
   parser.add_argument("--restart", action="store_true",
                       help="discard the results folder's finished cells (after changing options)")
   args = parser.parse_args(argv)
+  try:
+    lengths = tuple(float(x) for x in args.lengths.split(",") if x)
+  except ValueError:
+    parser.error(f"--lengths: expected comma-separated seconds, got {args.lengths!r}")
   start = time.time()
   cache = cache_root()
   root = open_corpus.corpus_root(cache)
@@ -42,7 +47,6 @@ def main(argv=None) -> int:
   if open_corpus.fetch(cache, {"dev"}, dev_packages) or open_corpus.fetch(cache, {"noise"}):
     print("warning: some packages failed to download; continuing with what is there",
           file=sys.stderr)
-  model = ["--model", args.model] if args.model else []
   split_cpu_into_devices()  # before anything starts JAX's backend (loading the model does)
   identity = load_encoder(shipped_model.model_path(args.model)).identity
   # One catalogue per model and fingerprint convention: a catalogue refuses any other.
@@ -52,17 +56,25 @@ def main(argv=None) -> int:
              else [str(root / "dev")])
   from nafp_jax.catalogue.service import CatalogueService  # pylint: disable=g-import-not-at-top
   service = CatalogueService.open_or_create(db, args.model)
-  report = service.index(folders, progress=True)
-  for path, problem in report.skipped:
+  indexed = service.index(folders, progress=True)
+  for path, problem in indexed.skipped:
     print(f"skipped {path}: {problem}", file=sys.stderr)
-  print(f"catalogue {db}: {len(service.tracks)} tracks ({len(report.added)} added in "
-        f"{report.wall_seconds:.1f} s, {len(report.duplicates)} already there)")
-  code = cli.main(["eval", "--db", str(db), *model, "--label", "nafp-jax", "--queries",
-                   str(args.queries), "--lengths", args.lengths, "--noise",
-                   f"folder:{root / 'noise'}", "--out", out,
-                   *(["--restart"] if args.restart else [])])
+  print(f"catalogue {db}: {len(service.tracks)} tracks ({len(indexed.added)} added in "
+        f"{indexed.wall_seconds:.1f} s, {len(indexed.duplicates)} already there)")
+  from nafp_jax.evaluation import grid, query_sets, report  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation.journal import JournalMismatchError  # pylint: disable=g-import-not-at-top
+  settings = grid.GridSettings(queries=args.queries, lengths=lengths,
+                               noise=f"folder:{root / 'noise'}", restart=args.restart)
+  try:
+    rows = grid.evaluate([grid.open_method(db, args.model, "nafp-jax")],
+                         query_sets.paper_conditions(), settings, out)
+  except JournalMismatchError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(report.format_tables(rows))
+  print("wrote " + ", ".join(str(p) for p in grid.write_report(rows, out)))
   print(f"demo finished in {(time.time() - start) / 60:.1f} min")
-  return code
+  return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""The `nafp eval` subcommand: its arguments and how it runs the paper's protocol.
+"""The `nafp eval`, `nafp dev-score` and `nafp eval-monitor` subcommands: their arguments.
 
-Separate from the catalogue commands in nafp_jax/cli.py because it assembles a
-whole experiment (methods, distorted query sets, a resumable journal, tables and
-plots) from the modules of this package.
+The command line's front end of the evaluation API (evaluation/grid.py) and of the
+broadcast-monitoring score (evaluation/monitor_eval.py): it turns flags into their
+settings and prints the tables.
 """
 
 from __future__ import annotations
@@ -23,35 +23,28 @@ def _floats(text: str) -> list[float]:
     raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-# Held-out evaluation rooms are drawn with this seed plus --seed: never a training seed.
-HELD_OUT_ROOMS_SEED = 1000
-
-
 def _methods(args: argparse.Namespace) -> list:
   """One protocol.Method per --db, each with its --model (default: the shipped model)."""
-  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
-  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
-  from nafp_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top
-  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation import grid  # pylint: disable=g-import-not-at-top
   dbs = args.db
   models = args.model or [None] * len(dbs)
   if len(models) != len(dbs):
     raise SystemExit("error: give one --model per --db (or none for the shipped model)")
-  labels = args.label or [Path(d).name for d in dbs]
-  methods = []
-  for db, model, label in zip(dbs, models, labels):
-    cat = catalogue_lib.Catalogue(db)
-    bundle = load_encoder(model_path(model))
-    cat.check_model(bundle.identity)
-    methods.append(protocol.Method(label, cat, Fingerprinter(bundle)))
-  return methods
+  labels = args.label or [None] * len(dbs)
+  return [grid.open_method(db, model, label) for db, model, label in zip(dbs, models, labels)]
 
 
 def selected_conditions(args: argparse.Namespace) -> list:
   """The conditions --conditions names: families ('paper', 'rooms') and/or kinds."""
   from nafp_jax.evaluation import query_sets  # pylint: disable=g-import-not-at-top
-  paper = query_sets.paper_conditions(args.snrs, args.t60s, args.noise_reverb_t60)
-  rooms = query_sets.rooms_conditions(args.room_t60s, args.room_snr, args.device_t60s)
+  def given(value, default):
+    return default if value is None else value
+  paper = query_sets.paper_conditions(given(args.snrs, query_sets.SNRS_DB),
+                                      given(args.t60s, query_sets.T60S_S),
+                                      given(args.noise_reverb_t60, query_sets.NOISE_REVERB_T60_S))
+  rooms = query_sets.rooms_conditions(given(args.room_t60s, query_sets.ROOMS_T60S_S),
+                                      given(args.room_snr, query_sets.ROOMS_SNR_DB),
+                                      given(args.device_t60s, query_sets.DEVICE_T60S_S))
   out = []
   for name in (args.conditions or "paper").split(","):
     if name == "paper":
@@ -66,72 +59,43 @@ def selected_conditions(args: argparse.Namespace) -> list:
   return list(dict.fromkeys(out))
 
 
-def load_rirs(conditions, rirs_per_t60: int, seed: int) -> dict:
-  """{(room family, T60): [RIR, ...]} for every reverberant condition (built once, cached)."""
-  from input_pipeline import sources  # pylint: disable=g-import-not-at-top
-  from nafp_jax.evaluation import query_sets  # pylint: disable=g-import-not-at-top
-  rirs = {}
-  for family, t60 in sorted({(c.room_family, c.t60_s) for c in conditions if c.t60_s is not None}):
-    if family == query_sets.PAPER_ROOMS:
-      spec, rir_seed = f"simulated:{rirs_per_t60}", seed
-    else:
-      spec, rir_seed = f"held-out-rooms:{rirs_per_t60}", HELD_OUT_ROOMS_SEED + seed
-    bank = sources.load_bank(sources.prepare(spec, "rirs", rir_t60_range=(t60, t60),
-                                             rir_seed=rir_seed), "train", key="rir")
-    rirs[(family, t60)] = [np.asarray(bank.waveform(i)) for i in range(len(bank))]
-  return rirs
-
-
-def run_grid(methods, conditions, lengths, queries: int, args: argparse.Namespace,
-             out: Path) -> list[dict]:
-  """Cut the queries of every (condition, length) cell from the first method's catalogue
-  tracks and score every method on them, journalled in `out` (a rerun resumes)."""
-  from input_pipeline import sources  # pylint: disable=g-import-not-at-top
-  from nafp_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top
-  from nafp_jax.evaluation.journal import Journal, JournalMismatchError  # pylint: disable=g-import-not-at-top
-  waves, hashes = protocol.load_catalogue_tracks(methods[0].catalogue)
-  noise = sources.load_bank(sources.prepare(args.noise, "noise"), "train")
-  rirs = load_rirs(conditions, args.rirs_per_t60, args.seed)
-  settings = {"methods": [{"label": m.label, "model_identity": m.fingerprinter.bundle.identity,
-                           "catalogue": str(m.catalogue.root.resolve()),
-                           "generation": m.catalogue.generation.name,
-                           "fingerprints": int(m.catalogue.matrix.shape[0]),
-                           "fingerprint_version": m.catalogue.fingerprint_version}
-                          for m in methods],
-              "queries": queries, "seed": args.seed, "phases": args.phases,
-              "backend": args.backend, "noise": args.noise, "rirs_per_t60": args.rirs_per_t60}
+def _run_grid(methods, conditions, lengths, queries: int, args: argparse.Namespace) -> list[dict]:
+  """grid.evaluate with the settings of the command line; writes and prints the report."""
+  from nafp_jax.evaluation import grid  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation.journal import JournalMismatchError  # pylint: disable=g-import-not-at-top
+  settings = grid.GridSettings(queries=queries, lengths=tuple(lengths), noise=args.noise,
+                               rirs_per_t60=args.rirs_per_t60, phases=args.phases,
+                               backend=args.backend, seed=args.seed, restart=args.restart,
+                               progress=not args.quiet)
   try:
-    journal = Journal(out, settings, restart=args.restart)
+    rows = grid.evaluate(methods, conditions, settings, args.out)
   except JournalMismatchError as e:
     raise SystemExit(f"error: {e}") from None
-  return protocol.run_protocol(methods, waves, hashes, noise, rirs, conditions, lengths, queries,
-                               args.seed, args.phases, args.backend, progress=not args.quiet,
-                               journal=journal)
+  _print_report(rows, grid.write_report(rows, args.out))
+  return rows
 
 
-def _write_report(rows: list[dict], out: Path) -> None:
+def _print_report(rows: list[dict], written: list[Path]) -> None:
   from nafp_jax.evaluation import report  # pylint: disable=g-import-not-at-top
   print(report.format_tables(rows))
-  report.write_csv(rows, out / "hit_rates.csv")
-  (out / "hit_rates.md").write_text(report.format_markdown(rows))
-  plots = report.plot(rows, out)
-  print(f"wrote {out / 'hit_rates.csv'}, {out / 'hit_rates.md'} (beside the paper's figures)" +
-        "".join(f", {p}" for p in plots))
+  print(f"wrote {written[0]}, {written[1]} (beside the paper's figures)" +
+        "".join(f", {p}" for p in written[2:]))
 
 
 def run_eval(args: argparse.Namespace) -> int:
   """Run `nafp eval`: build one Method per --db, cut or read the queries, write the tables."""
-  from nafp_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation import grid, protocol  # pylint: disable=g-import-not-at-top
   methods = _methods(args)
-  out = Path(args.out)
   if args.clips:
     if not args.truth:
       raise SystemExit("error: --clips needs --truth TSV (query, track, start_s)")
     rows = protocol.run_clip_directory(methods, Path(args.clips), Path(args.truth), args.phases,
                                        args.backend)
+    _print_report(rows, grid.write_report(rows, args.out))
   else:
-    rows = run_grid(methods, selected_conditions(args), args.lengths, args.queries, args, out)
-  _write_report(rows, out)
+    from nafp_jax.evaluation import query_sets  # pylint: disable=g-import-not-at-top
+    _run_grid(methods, selected_conditions(args), args.lengths or query_sets.LENGTHS_S,
+              args.queries, args)
   return 0
 
 
@@ -140,13 +104,11 @@ def run_dev_score(args: argparse.Namespace) -> int:
   import json  # pylint: disable=g-import-not-at-top
   from nafp_jax.evaluation import dev_score  # pylint: disable=g-import-not-at-top
   methods = _methods(args)
-  out = Path(args.out)
   args.seed = dev_score.SEED
-  rows = run_grid(methods, list(dev_score.CONDITIONS), dev_score.LENGTHS_S, dev_score.QUERIES,
-                  args, out)
-  _write_report(rows, out)
+  rows = _run_grid(methods, list(dev_score.CONDITIONS), dev_score.LENGTHS_S, dev_score.QUERIES,
+                   args)
   summary = dev_score.summarize(rows)
-  (out / "dev_score.json").write_text(json.dumps(summary, indent=2) + "\n")
+  (Path(args.out) / "dev_score.json").write_text(json.dumps(summary, indent=2) + "\n")
   for line in dev_score.summary_lines(summary):
     print(line)
   return 0
@@ -175,18 +137,22 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:  # pylint: disable
   p.set_defaults(func=run_eval)
   _add_common(p)
   p.add_argument("--queries", type=int, default=1000, help="queries per condition and length")
-  p.add_argument("--lengths", type=_floats, default=[0.96, 2.0, 3.0, 5.0])
-  p.add_argument("--snrs", type=_floats, default=[0.0, 5.0, 10.0, 15.0, 20.0])
-  p.add_argument("--t60s", type=_floats, default=[0.2, 0.4, 0.5, 0.7, 0.8])
-  p.add_argument("--noise-reverb-t60", type=float, default=0.5)
+  p.add_argument("--lengths", type=_floats, help="query lengths, s (default: the paper's)")
+  p.add_argument("--snrs", type=_floats, help="noise SNRs, dB (default: the paper's)")
+  p.add_argument("--t60s", type=_floats, help="reverb T60s, s (default: the paper's)")
+  p.add_argument("--noise-reverb-t60", type=float,
+                 help="T60 of the noise+reverb rooms, s (default: the paper's)")
   p.add_argument("--conditions",
                  help="comma-separated families and/or kinds: 'paper' (the default: noise, reverb, "
                  "noise+reverb with --snrs/--t60s), 'rooms' (room, room+noise, device: held-out "
                  "rooms at --room-t60s, noise at --room-snr, the loudspeaker-and-microphone chain "
                  "in rooms of --device-t60s)")
-  p.add_argument("--room-t60s", type=_floats, default=[1.0, 1.5, 2.0, 3.0])
-  p.add_argument("--room-snr", type=float, default=10.0)
-  p.add_argument("--device-t60s", type=_floats, default=[0.5, 1.5])
+  p.add_argument("--room-t60s", type=_floats, help="T60s of the rooms family, s (default: "
+                 "evaluation/query_sets.py)")
+  p.add_argument("--room-snr", type=float, help="SNR of room+noise, dB (default: "
+                 "evaluation/query_sets.py)")
+  p.add_argument("--device-t60s", type=_floats, help="T60s of the device chain's rooms, s "
+                 "(default: evaluation/query_sets.py)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--clips", help="folder of pre-made query clips")
   p.add_argument("--truth", help="TSV with header query<TAB>track<TAB>start_s")
