@@ -33,9 +33,9 @@ import dataclasses
 import numpy as np
 import scipy.fft
 
-from nafp_jax.audio.constants import SAMPLE_RATE
+from nafp_jax.audio.constants import PEAK_FLOOR, SAMPLE_RATE
 
-_EPS = np.float32(1e-12)
+_EPS = np.float32(1e-12)  # floor of a mean power
 
 
 def _float32(x) -> np.ndarray:
@@ -57,7 +57,7 @@ def peak_normalize(x: np.ndarray) -> np.ndarray:
   x = _float32(x)
   # max |x| as max(max x, -min x): the same value without a temporary |x|.
   peak = np.maximum(np.max(x, axis=-1, keepdims=True), -np.min(x, axis=-1, keepdims=True))
-  return x / np.maximum(peak, _EPS)
+  return x / np.maximum(peak, np.float32(PEAK_FLOOR))
 
 
 def scale_to_snr(signal: np.ndarray, noise: np.ndarray, snr_db) -> np.ndarray:
@@ -185,7 +185,7 @@ def apply_device_response(x: np.ndarray, response: DeviceResponse,
   for freq, q, gain in response.resonances:
     y = scipy.signal.lfilter(*_peaking_biquad(freq, q, gain, sample_rate), y, axis=-1)
   if response.drive > 0:
-    peak = np.maximum(np.max(np.abs(y), axis=-1, keepdims=True), 1e-12)
+    peak = np.maximum(np.max(np.abs(y), axis=-1, keepdims=True), PEAK_FLOOR)
     y = np.tanh(response.drive * y / peak) / np.tanh(response.drive) * peak
   ramp_db = np.linspace(response.level_db[0], response.level_db[1], y.shape[-1])
   return (y * 10.0 ** (ramp_db / 20.0)).astype(np.float32)

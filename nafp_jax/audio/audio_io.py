@@ -58,8 +58,8 @@ def mix_to_mono(data: np.ndarray) -> np.ndarray:
 
   Summed one channel at a time, then divided by the count as numpy's mean divides: bit
   for bit data.mean(axis=1) up to 7 channels (from 8 numpy sums in another order).
-  `mean` reduces along the short minor axis, 3-4x slower (benchmarks/decode_throughput.py:
-  0.54-0.55 vs 0.12-0.18 ms per second of 44.1 kHz stereo; decoding Vorbis takes 1.2-1.3).
+  `mean` reduces along the short minor axis, several times slower, a noticeable share of
+  decoding (benchmarks/RESULTS.md §1, `decode_throughput.py`).
   """
   if data.shape[1] == 1:
     return data[:, 0]

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nafp_jax.audio.constants import SAMPLE_RATE
+from nafp_jax.audio.constants import PEAK_FLOOR, SAMPLE_RATE
 
 N_FFT = 512
 HOP = 160
@@ -137,8 +137,6 @@ def windows_from_mel(mel: np.ndarray, start_frames: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(np.swapaxes(mel[idx], -1, -2)[..., None])
 
 
-# Peak below which a crop counts as silent (input_pipeline.distortions.peak_normalize's floor).
-PEAK_FLOOR = 1e-12
 # Mel floor for log-mels that are level-normalised afterwards: a bin at this floor
 # (-379 dB) stays below the standard -100 dB floor even when lifted by the largest
 # shift (-20 log10 PEAK_FLOOR = 240 dB), so clamping after the shift is exact.

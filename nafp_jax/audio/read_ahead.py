@@ -1,11 +1,11 @@
 """Hash and decode audio files on a background thread, a few files ahead of their consumer.
 
 Indexing a music folder alternates two kinds of work: decoding + resampling a file
-(libsndfile and soxr on one core: 1.8 ms per second of 44.1 kHz stereo Vorbis,
-benchmarks/decode_throughput.py) and fingerprinting it (the encoder on every core).  Done
+(libsndfile and soxr on one core) and fingerprinting it (the encoder on every core).  Done
 in turn, the other cores wait while a file is decoded; read ahead, the next files are
 decoded while the encoder runs (libsndfile, soxr, numpy and hashlib work outside
-Python's lock).  benchmarks/index_throughput.py measures the two side by side.
+Python's lock).  benchmarks/index_throughput.py measures the two side by side
+(benchmarks/RESULTS.md §1).
 
 Files come back in the order given, each with its content hash and either its
 waveform or the reason it cannot be used (`audio_io.AudioDecodeError`'s problem),

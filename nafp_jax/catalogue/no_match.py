@@ -20,9 +20,9 @@ A catalogue written before tables existed may hold one number: read as a table w
 one entry, the same for all durations.
 
 The best of more tracks is a higher score, so the threshold also depends on the size
-of the catalogue searched: measured with the shipped model, a table calibrated against
-0.5 h of music let 3-11 % of unknown clips through in a 13 times larger catalogue
-(benchmarks/no_match_scale.py).  A model default is therefore measured against two
+of the catalogue searched: a table calibrated against a small catalogue lets several
+times its false-positive rate through in a much larger one (benchmarks/no_match_scale.py;
+the figures are in MODEL_CARD.md).  A model default is therefore measured against two
 catalogue sizes and follows the catalogue's size (`growth_per_decade`).
 """
 

@@ -137,7 +137,7 @@ def taps_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
   register empty.  The kernel rows are a scan (one fused pass per row, accumulating
   into the output, which the loop materialises) rather than one unrolled sum:
   unrolled, XLA fuses the whole sum into each of its consumers (BatchNorm, the
-  attention's reductions) and recomputes it once per consumer, 10x slower in the
+  attention's reductions) and recomputes it once per consumer, many times slower in the
   `small` encoder.  The row offset is dynamic on the outer H axis only, so the
   slices inside the loop stay static.  A conv with one input channel is summed
   channel-first instead (`_single_channel_taps`).
@@ -169,8 +169,8 @@ def _single_channel_taps(x: jax.Array, kernel: jax.Array, strides: tuple[int, in
   In NHWC every tap is a broadcast of the single input channel over the few output
   channels, the minor axis, so XLA's loop fills a fraction of each vector register;
   with W minor it vectorises over time.  In the `small` encoder (3x3, 1 -> 8) XLA fuses
-  this sum, with BatchNorm and ReLU, into the next conv's padding: stem + padding went
-  from 1.44 to 0.68 ms per pass (batch 8, one core, benchmarks/encoder_profile.py).
+  this sum, with BatchNorm and ReLU, into the next conv's padding, which halves the
+  stem's time (benchmarks/RESULTS.md §1, `encoder_profile.py`).
   Unrolled, as a consumer that recomputes it recomputes only this cheap sum.
   """
   kh, kw = kernel.shape[:2]

@@ -87,8 +87,8 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: 
                              batch_stats=variables.get("batch_stats", {}), rng=state_rng,
                              loss_state=loss_state)
 
-  # Non-partitionable threefry compiles the ~250 initialisers 2x faster on CPU; the
-  # parameters are replicated, so the partitionable variant buys nothing here.
+  # Non-partitionable threefry compiles the initialisers faster on CPU; the parameters
+  # are replicated, so the partitionable variant buys nothing here.
   with jax.threefry_partitionable(False):
     return jax.jit(init, out_shardings=out_sharding)(rng)
 
