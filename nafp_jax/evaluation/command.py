@@ -45,17 +45,18 @@ def selected_conditions(args: argparse.Namespace) -> list:
   rooms = query_sets.rooms_conditions(given(args.room_t60s, query_sets.ROOMS_T60S_S),
                                       given(args.room_snr, query_sets.ROOMS_SNR_DB),
                                       given(args.device_t60s, query_sets.DEVICE_T60S_S))
+  unseen = query_sets.unseen_device_conditions(given(args.device_t60s, query_sets.DEVICE_T60S_S))
   out = []
   for name in (args.conditions or "paper").split(","):
     if name == "paper":
       out += paper
     elif name == "rooms":
       out += rooms
-    elif name in query_sets.PAPER_KINDS + query_sets.ROOMS_KINDS:
-      out += [c for c in paper + rooms if c.kind == name]
+    elif name in query_sets.ALL_KINDS:
+      out += [c for c in paper + rooms + unseen if c.kind == name]
     else:
       raise SystemExit(f"error: unknown condition {name!r} in --conditions (families: paper, "
-                       f"rooms; kinds: {', '.join(query_sets.PAPER_KINDS + query_sets.ROOMS_KINDS)})")
+                       f"rooms; kinds: {', '.join(query_sets.ALL_KINDS)})")
   return list(dict.fromkeys(out))
 
 
@@ -146,7 +147,8 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:  # pylint: disable
                  help="comma-separated families and/or kinds: 'paper' (the default: noise, reverb, "
                  "noise+reverb with --snrs/--t60s), 'rooms' (room, room+noise, device: held-out "
                  "rooms at --room-t60s, noise at --room-snr, the loudspeaker-and-microphone chain "
-                 "in rooms of --device-t60s)")
+                 "in rooms of --device-t60s); the kind 'unseen-device' (in no family: held-out "
+                 "rooms of --device-t60s recorded through a chain training never applies)")
   p.add_argument("--room-t60s", type=_floats, help="T60s of the rooms family, s (default: "
                  "evaluation/query_sets.py)")
   p.add_argument("--room-snr", type=float, help="SNR of room+noise, dB (default: "

@@ -7,7 +7,10 @@ kind.  The rooms family, for real rooms: 'room' (reverb at T60 1-3 s), 'room+noi
 (the same rooms, noise reverberated in the same room at one SNR) and 'device'
 (a loudspeaker-and-microphone chain with level changes, played in a room), all
 with RIRs of a held-out room family that training never sees
-(input_pipeline/datasets/rirs.py).  The same distortion ops as training
+(input_pipeline/datasets/rirs.py).  Outside both families, and so outside the DEV
+score, 'unseen-device': a held-out room recorded through a chain of stages that training
+never applies (evaluation/unseen_devices.py), to show how far the device chain of
+training carries to devices it has not met.  The same distortion ops as training
 (input_pipeline.distortions) are used, with a fixed seed per (condition, length,
 query), so every method sees identical clips.
 """
@@ -24,6 +27,7 @@ from input_pipeline import distortions
 from input_pipeline.pcm_bank import PcmBank
 
 from nafp_jax.audio.constants import SAMPLE_RATE
+from nafp_jax.evaluation import unseen_devices
 
 LENGTHS_S = (0.96, 2.0, 3.0, 5.0)
 SNRS_DB = (0.0, 5.0, 10.0, 15.0, 20.0)
@@ -34,6 +38,8 @@ ROOMS_SNR_DB = 10.0
 DEVICE_T60S_S = (0.5, 1.5)
 PAPER_KINDS = ("noise", "reverb", "noise+reverb")
 ROOMS_KINDS = ("room", "room+noise", "device")
+UNSEEN_KINDS = ("unseen-device",)
+ALL_KINDS = PAPER_KINDS + ROOMS_KINDS + UNSEEN_KINDS
 # Which simulated room family a condition's RIRs come from (rirs.RirConfig.family).
 PAPER_ROOMS = "shoebox"
 HELD_OUT_ROOMS = "held_out"
@@ -41,14 +47,14 @@ HELD_OUT_ROOMS = "held_out"
 
 @dataclasses.dataclass(frozen=True)
 class Condition:
-  """kind in PAPER_KINDS + ROOMS_KINDS (or 'clean'); snr_db / t60_s where they apply."""
+  """kind in ALL_KINDS (or 'clean'); snr_db / t60_s where they apply."""
   kind: str
   snr_db: float | None = None
   t60_s: float | None = None
 
   @property
   def room_family(self) -> str:
-    return HELD_OUT_ROOMS if self.kind in ROOMS_KINDS else PAPER_ROOMS
+    return HELD_OUT_ROOMS if self.kind in ROOMS_KINDS + UNSEEN_KINDS else PAPER_ROOMS
 
   @property
   def label(self) -> str:
@@ -74,6 +80,11 @@ def rooms_conditions(t60s: Sequence[float] = ROOMS_T60S_S, snr_db: float = ROOMS
   return ([Condition("room", t60_s=t) for t in t60s] +
           [Condition("room+noise", snr_db=snr_db, t60_s=t) for t in t60s] +
           [Condition("device", t60_s=t) for t in device_t60s])
+
+
+def unseen_device_conditions(device_t60s: Sequence[float] = DEVICE_T60S_S) -> list[Condition]:
+  """Held-out rooms at every T60 of `device_t60s`, recorded through an unseen chain."""
+  return [Condition("unseen-device", t60_s=t) for t in device_t60s]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +138,8 @@ def make_queries(tracks: Sequence[np.ndarray], noise: PcmBank | None,
       nz = nz.astype(np.float32) / (32768.0 if noise.dtype == np.int16 else 1.0)
       nz = distortions.reverberate(nz, rir, ctx) if rir is not None else nz[ctx:]
       clip = distortions.mix_at_snr(clip, nz, condition.snr_db)
+    if condition.kind == "unseen-device":
+      clip = unseen_devices.apply_unseen_device(clip, unseen_devices.draw_unseen_device(rng))
     peak = float(np.max(np.abs(clip)))
     clip = clip / peak if peak > 0 else clip
     yield Query(clip.astype(np.float32), i, start / SAMPLE_RATE, condition, length_s)

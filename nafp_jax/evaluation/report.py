@@ -6,13 +6,15 @@ import csv
 from pathlib import Path
 from typing import Sequence
 
+from nafp_jax.evaluation import query_sets
+
 FIELDS = ["method", "condition", "snr_db", "t60_s", "length_s", "queries",
           "segment_hit_rate", "audio_hit_rate"]
 
 
 # Conditions whose tables run over SNR (at one T60, if any); all others run over T60.
 _SNR_COLUMNS = ("noise", "noise+reverb")
-_HELD_OUT = ("room", "room+noise", "device")
+_HELD_OUT = query_sets.ROOMS_KINDS + query_sets.UNSEEN_KINDS
 
 
 def _column(row: dict) -> float:

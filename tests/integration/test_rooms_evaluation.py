@@ -88,6 +88,9 @@ def test_eval_condition_names():
   assert set(kinds) == set(query_sets.PAPER_KINDS)
   rooms = command.selected_conditions(_eval_args("rooms"))
   assert [c.kind for c in rooms] == ["room", "room", "room+noise", "room+noise", "device"]
+  unseen = command.selected_conditions(_eval_args("unseen-device"))
+  assert [(c.kind, c.t60_s) for c in unseen] == [("unseen-device", 1.5)]
+  assert "unseen-device" not in [c.kind for c in rooms]
   mixed = command.selected_conditions(_eval_args("reverb,room,reverb"))
   assert [(c.kind, c.t60_s) for c in mixed] == [("reverb", 0.5), ("room", 1.0), ("room", 2.0)]
   with pytest.raises(SystemExit, match="unknown condition 'hall'"):
