@@ -70,6 +70,7 @@ def draw_unseen_device(rng: np.random.Generator) -> UnseenDeviceChain:
 
 
 def _peak_normalized(y: np.ndarray) -> np.ndarray:
+  # distortions.peak_normalize, kept in float64: the chain's filters and dB levels run in it.
   return y / np.maximum(np.max(np.abs(y), axis=-1, keepdims=True), PEAK_FLOOR)
 
 
