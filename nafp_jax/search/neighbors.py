@@ -12,6 +12,7 @@ Large catalogues are indexed in chunks, so none is ever held as float32.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Iterable, Protocol
 
@@ -78,6 +79,28 @@ def tree_shape(rows: int) -> tuple[int, int]:
   return leaves, int(np.clip(budget, 10, max(10, leaves // 20)))
 
 
+def _import_scann():
+  """The `scann` package, imported without TensorFlow unless TensorFlow is already loaded.
+
+  `import scann` also imports TensorFlow, whenever it is installed, for ScaNN's TensorFlow
+  ops, which this project never uses; in a process that only searches (`nafp query`, `nafp
+  serve`) TensorFlow would cost about 650 MB of resident memory and seconds of start-up.
+  Python raises ModuleNotFoundError for a name that `sys.modules` maps to None; scann's
+  package catches exactly that and leaves its TensorFlow ops out.  The mapping lasts only for
+  the import, so a later `import tensorflow` works as usual.  (Another thread importing
+  TensorFlow during that import would fail; no search path imports it.)
+  """
+  if "scann" not in sys.modules and "tensorflow" not in sys.modules:
+    sys.modules["tensorflow"] = None
+    try:
+      import scann  # pylint: disable=g-import-not-at-top,unused-import
+    finally:
+      if "tensorflow" in sys.modules and sys.modules["tensorflow"] is None:
+        del sys.modules["tensorflow"]
+  import scann  # pylint: disable=g-import-not-at-top,reimported
+  return scann
+
+
 class ScannIndex:
   """A ScaNN searcher over the catalogue rows (built, saved and loaded here)."""
 
@@ -86,8 +109,7 @@ class ScannIndex:
 
   @staticmethod
   def _builder(data: np.ndarray, rows: int, k: int, reorder: bool, dims_per_block: int):
-    import scann  # pylint: disable=g-import-not-at-top
-    builder = scann.scann_ops_pybind.builder(data, k, "dot_product")
+    builder = _import_scann().scann_ops_pybind.builder(data, k, "dot_product")
     if rows < SCANN_MIN_ROWS:
       return builder.score_brute_force()
     leaves, to_search = tree_shape(rows)
@@ -163,8 +185,7 @@ class ScannIndex:
 
   @staticmethod
   def load(folder: str | os.PathLike) -> "ScannIndex":
-    import scann  # pylint: disable=g-import-not-at-top
-    return ScannIndex(scann.scann_ops_pybind.load_searcher(str(folder)))
+    return ScannIndex(_import_scann().scann_ops_pybind.load_searcher(str(folder)))
 
   def search(self, queries: np.ndarray, k: int,
              leaves_to_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:

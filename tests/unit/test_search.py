@@ -1,5 +1,8 @@
 """Subsequence search against a slow obvious reference; the neighbour backends."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -205,3 +208,27 @@ def test_searching_every_fifth_phase_still_finds_the_exact_phase_and_row(offset_
     assert (best.track, best.start_row, best.phase) == (1, exact_row, exact_phase), stride
     assert best.timestamp_s == pytest.approx(1.0 + 0.01 * offset_frames)
     assert best.score == pytest.approx(1.0, abs=1e-5)
+
+
+_SEARCH_ONLY_PROCESS = """
+import sys
+import numpy as np
+from nafp_jax.search.neighbors import ScannIndex
+rows = np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32)
+rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+ScannIndex.build(rows, k=5, reorder=False).save(sys.argv[1])
+found, _ = ScannIndex.load(sys.argv[1]).search(rows[:3], 1)
+assert found[:, 0].tolist() == [0, 1, 2], found
+assert "tensorflow" not in sys.modules, "searching imported TensorFlow"
+import tensorflow  # still importable afterwards, and ScaNN still loads beside it
+found, _ = ScannIndex.load(sys.argv[1]).search(rows[3:5], 1)
+assert found[:, 0].tolist() == [3, 4], found
+print("ok")
+"""
+
+
+def test_a_search_only_process_never_imports_tensorflow(tmp_path):
+  """ScaNN's package imports TensorFlow (~650 MB resident) unless told not to; search needs none."""
+  result = subprocess.run([sys.executable, "-c", _SEARCH_ONLY_PROCESS, str(tmp_path / "scann")],
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
