@@ -66,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
       energy_threshold=1e-4,
       # Share of positives played through a random loudspeaker-and-microphone chain first.
       device_prob=0.0,
+      # Their kinds: 'loudspeaker' (filters, level, soft clipping) or 'wide' (+ asymmetric
+      # distortion, a lossy codec and dropouts: input_pipeline/recording_artifacts.py).
+      device_family="loudspeaker",
   ))
 
   config.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))

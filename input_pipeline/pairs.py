@@ -16,7 +16,9 @@ is a full convolution with a random RIR; noise+reverb reverberates the noise
 with the same RIR before mixing.  With probability `device_prob` the moved crop
 (and its reverb context) first goes through a random loudspeaker-and-microphone
 chain (distortions.draw_device_response: band limits, resonances, level changes,
-soft clipping), as audio played on a small speaker and recorded by a phone is.
+soft clipping), as audio played on a small speaker and recorded by a phone is;
+`device_family='wide'` adds, each to half of those, asymmetric distortion, a lossy codec
+and dropouts (input_pipeline/recording_artifacts.py).
 The positive is peak-normalised last.
 
 Everything is done per chunk of EXAMPLES_PER_READ consecutive examples of an
@@ -38,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from input_pipeline import distortions
+from input_pipeline import recording_artifacts
 from input_pipeline.pcm_bank import PcmBank
 from nafp_jax.audio.constants import SAMPLE_RATE
 from nafp_jax.audio.frontend import SEGMENT_SAMPLES
@@ -70,6 +73,7 @@ class PairConfig:
   distortion_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # noise, reverb, both
   energy_threshold: float = 1e-4
   device_prob: float = 0.0                # share of positives through a device chain
+  device_family: str = "loudspeaker"      # or "wide": + codec, distortion, dropouts
 
 
 class PairSource:
@@ -138,8 +142,12 @@ class PairSource:
                        device_seed: np.ndarray) -> np.ndarray:
     """Rows of x whose `device_u` < device_prob through their own random device chain."""
     for i in np.flatnonzero(device_u < self.cfg.device_prob):
-      response = distortions.draw_device_response(np.random.default_rng(int(device_seed[i])))
-      x[i] = distortions.apply_device_response(x[i], response)
+      rng = np.random.default_rng(int(device_seed[i]))
+      if self.cfg.device_family == "wide":
+        chain = recording_artifacts.draw_wide_device(rng, x.shape[-1] / SAMPLE_RATE)
+        x[i] = recording_artifacts.apply_wide_device(x[i], chain)
+      else:
+        x[i] = distortions.apply_device_response(x[i], distortions.draw_device_response(rng))
     return x
 
   def examples(self, kind: np.ndarray, track: np.ndarray, start: np.ndarray, offset: np.ndarray,

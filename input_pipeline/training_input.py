@@ -27,7 +27,8 @@ def pair_config(data: ml_collections.ConfigDict) -> pairs.PairConfig:
       snr_db_range=(data.snr_db_min, data.snr_db_max),
       distortion_weights=tuple(data.distortion_weights),
       energy_threshold=data.energy_threshold,
-      device_prob=data.get("device_prob", 0.0))
+      device_prob=data.get("device_prob", 0.0),
+      device_family=data.get("device_family", "loudspeaker"))
 
 
 def prepare_datasets(config: ml_collections.ConfigDict):

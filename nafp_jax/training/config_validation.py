@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from input_pipeline.recording_artifacts import DEVICE_FAMILIES
 from nafp_jax.training.loss import LOSSES
 
 _OPTIMIZERS = ("adam", "adamw", "lamb", "lars")
@@ -99,5 +100,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f"noise+reverb) with a positive sum, got {weights!r}")
   if not 0 <= d.get("device_prob", 0.0) <= 1:
     raise ConfigError(f"data.device_prob must be in [0, 1], got {d.device_prob!r}")
+  if d.get("device_family", "loudspeaker") not in DEVICE_FAMILIES:
+    raise ConfigError(f"data.device_family must be one of {', '.join(DEVICE_FAMILIES)}, "
+                      f"got {d.device_family!r}")
   if d.max_offset_ms < 0:
     raise ConfigError(f"data.max_offset_ms must be >= 0, got {d.max_offset_ms!r}")

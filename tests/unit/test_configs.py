@@ -58,6 +58,7 @@ def test_every_config_validates(name):
     ("batch_size", 0, "batch_size must be a positive integer"),
     ("data.distortion_weights", (0.0, 0.0, 0.0), "data.distortion_weights"),
     ("data.device_prob", 1.5, "data.device_prob must be in"),
+    ("data.device_family", "phone", "data.device_family must be one of loudspeaker, wide"),
     ("loss.name", "infonce", "loss.name must be one of"),
     ("loss.queue_size", -1, "loss.queue_size must be a whole number"),
 ])

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from input_pipeline import distortions, pairs
 from input_pipeline.pcm_bank import PcmBank
+from tests.pair_fixtures import pair_banks as _banks, pair_source as _source
 
 
 def _snr_db(signal, noise):
@@ -84,26 +85,6 @@ def test_peak_normalize_and_power():
   x = np.array([[0.5, -2.0, 1.0], [0.0, 0.0, 0.0]], np.float32)
   np.testing.assert_allclose(distortions.peak_normalize(x), [[0.25, -1.0, 0.5], [0, 0, 0]])
   np.testing.assert_allclose(distortions.mean_power(x), [5.25 / 3, 0.0])
-
-
-def _banks(tmp_path, silent_track=False):
-  rng = np.random.default_rng(2)
-  tracks = [("t0", (rng.standard_normal(16000 * 6) * 3000).astype(np.int16)),
-            ("t1", (rng.standard_normal(16000 * 4) * 3000).astype(np.int16))]
-  if silent_track:
-    tracks.append(("silence", np.zeros(16000 * 10, np.int16)))
-  track_bank = PcmBank.write(tmp_path / "tracks", tracks, np.int16, 16000)
-  noise_bank = PcmBank.write(tmp_path / "noise", [("n0", (rng.standard_normal(5000) * 3000)
-                                                   .astype(np.int16))], np.int16, 16000)
-  rir = np.zeros(800, np.float32)
-  rir[0], rir[400] = 1.0, 0.5
-  rir_bank = PcmBank.write(tmp_path / "rirs", [("r0", rir)], np.float32, 16000)
-  return track_bank, noise_bank, rir_bank
-
-
-def _source(tmp_path, **overrides):
-  cfg = pairs.PairConfig(reverb_context_samples=1600, rir_samples=800, **overrides)
-  return pairs.PairSource(*_banks(tmp_path), cfg)
 
 
 def test_positive_is_the_anchor_shifted_by_the_offset(tmp_path):
