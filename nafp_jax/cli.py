@@ -126,7 +126,7 @@ def cmd_export(args) -> int:
 def cmd_export_model(args) -> int:
   from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
   from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
-  bundle = load_encoder(args.model)
+  bundle = load_encoder(args.model, args.step)
   _check_spread(Fingerprinter(bundle), args)
   folder = bundle.save(args.out, dtype=args.dtype)
   size = sum(p.stat().st_size for p in Path(folder).iterdir())
@@ -276,12 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--process-count", type=int, help="default: jax.process_count()")
   _add_allow_collapsed(p)
 
-  p = sub.add_parser("export-model", help="Write a training workdir's latest checkpoint as a "
-                     "small inference model folder (config.json + variables.msgpack).")
+  p = sub.add_parser("export-model", help="Write a training workdir's latest checkpoint (or "
+                     "--step's) as a small inference model folder (config.json + "
+                     "variables.msgpack).")
   p.set_defaults(func=cmd_export_model)
   p.add_argument("model", help="training workdir (or an exported model to convert)")
   p.add_argument("--out", required=True, help="new folder (must not exist)")
   p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+  p.add_argument("--step", type=int, help="the checkpoint to export (default: the latest)")
   p.add_argument("--calibration-audio", nargs="+", metavar="FOLDER",
                  help="music (one sub-folder per source, not evaluation audio) to measure the "
                       "model's default no-match threshold on, as `nafp calibrate-model` does")

@@ -83,13 +83,16 @@ def _read_config(path: Path) -> ml_collections.ConfigDict:
     raise ModelLoadError(f"{config_path}: damaged ({e})") from None
 
 
-def load_encoder(path: str | os.PathLike) -> EncoderBundle:
-  """Load an exported model folder or the latest checkpoint of a training workdir."""
+def load_encoder(path: str | os.PathLike, step: int | None = None) -> EncoderBundle:
+  """Load an exported model folder, or a training workdir's checkpoint `step` (default: the
+  latest); ModelLoadError names a step the workdir does not keep."""
   path = Path(path).expanduser()
   if not path.exists():
     raise ModelLoadError(f"{path}: model path does not exist")
   config = _read_config(path)
   if (path / _VARIABLES).exists():
+    if step is not None:
+      raise ModelLoadError(f"{path}: an exported model has no checkpoint steps to choose from")
     try:
       raw = serialization.msgpack_restore((path / _VARIABLES).read_bytes())
     except Exception as e:  # pylint: disable=broad-except
@@ -99,10 +102,13 @@ def load_encoder(path: str | os.PathLike) -> EncoderBundle:
   from nafp_jax.models import checkpoint_files  # pylint: disable=g-import-not-at-top
   if not checkpoint_files.has_checkpoints(path):
     raise ModelLoadError(f"{path}: neither {_VARIABLES} nor checkpoints/")
-  latest = checkpoint_files.read_latest_state(path)
-  if latest is None:
+  try:
+    found = checkpoint_files.read_state(path, step)
+  except FileNotFoundError as e:
+    raise ModelLoadError(str(e)) from None
+  if found is None:
     raise ModelLoadError(f"{path / 'checkpoints'}: holds no finished checkpoint")
-  step, state = latest
+  step, state = found
   variables = {"params": state["params"]}
   if state.get("batch_stats"):
     variables["batch_stats"] = state["batch_stats"]

@@ -31,12 +31,19 @@ def has_checkpoints(workdir: str | os.PathLike) -> bool:
   return checkpoint_root(workdir).is_dir()
 
 
-def read_latest_state(workdir: str | os.PathLike) -> tuple[int, dict] | None:
-  """(step, state as nested dicts of arrays) of a workdir's latest finished checkpoint, or
-  None; for readers without the training state's structure (e.g. loading a model)."""
+def read_state(workdir: str | os.PathLike, step: int | None = None) -> tuple[int, dict] | None:
+  """(step, state as nested dicts of arrays) of a workdir's checkpoint `step` (default: its
+  latest finished one), or None if it has none; for readers without the training state's
+  structure (e.g. loading a model).  A `step` the workdir does not keep raises
+  FileNotFoundError naming the steps it keeps."""
   manager = ocp.CheckpointManager(checkpoint_root(workdir), item_names=ITEMS)
-  step = manager.latest_step()
   if step is None:
-    return None
+    step = manager.latest_step()
+    if step is None:
+      return None
+  elif step not in manager.all_steps():
+    kept = ", ".join(map(str, sorted(manager.all_steps()))) or "none"
+    raise FileNotFoundError(f"{checkpoint_root(workdir)}: no checkpoint of step {step} "
+                            f"(kept: {kept})")
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
   return step, restored.state

@@ -43,6 +43,30 @@ def test_two_step_end_to_end_run(tmp_path):
       np.asarray(jax.device_get(state.params["head"]["w2"])))
 
 
+def test_any_kept_checkpoint_can_be_loaded_and_exported(tmp_path, capsys):
+  """A workdir serves any checkpoint it keeps as a model (`nafp export-model --step`), and a
+  step it does not keep is refused naming the ones it does."""
+  from nafp_jax.inference.encoder_bundle import ModelLoadError  # pylint: disable=g-import-not-at-top
+  from tests.cli_runner import run_cli  # pylint: disable=g-import-not-at-top
+  train.train_and_evaluate(_config(num_train_steps=2, checkpoint_every_steps=1,
+                                   eval_every_steps=1000), str(tmp_path / "run"))
+  first, last = load_encoder(tmp_path / "run", step=1), load_encoder(tmp_path / "run")
+  assert first.source.endswith("@1") and last.source.endswith("@2")
+  w_first = np.asarray(first.variables["params"]["head"]["w2"])
+  assert not np.array_equal(w_first, np.asarray(last.variables["params"]["head"]["w2"]))
+  code, out, _ = run_cli(capsys, "export-model", tmp_path / "run", "--step", "1",
+                         "--out", tmp_path / "m1", "--dtype", "float32",
+                         "--allow-collapsed")  # two steps of the tiny model: not yet spread
+  assert code == 0 and "@1" in out
+  np.testing.assert_array_equal(
+      np.asarray(load_encoder(tmp_path / "m1").variables["params"]["head"]["w2"]), w_first)
+  with pytest.raises(ModelLoadError, match=r"no checkpoint of step 7 \(kept: 1, 2\)"):
+    load_encoder(tmp_path / "run", step=7)
+  code, _, err = run_cli(capsys, "export-model", tmp_path / "m1", "--step", "1",
+                         "--out", tmp_path / "m2")
+  assert code != 0 and "no checkpoint steps" in err and not (tmp_path / "m2").exists()
+
+
 def test_resume_equals_uninterrupted_in_process(tmp_path):
   straight = train.train_and_evaluate(_config(num_train_steps=4), str(tmp_path / "a"))
   train.train_and_evaluate(_config(num_train_steps=2), str(tmp_path / "b"))
