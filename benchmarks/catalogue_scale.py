@@ -18,8 +18,9 @@ Queries are real audio: --queries clips of 5 s cut from the tracks of
 folder, fingerprinted once with --model and searched in every catalogue; a hit is the
 right track within 50 ms.  Exact search runs on the first --exact_queries (it reads every
 row).  Reported per size: rows, disk MB per hour of audio, build time, peak memory of
-the build, resident memory of the opened catalogue and searcher (only where an earlier run
-built it), p50/p95 latency of one query searched alone, hit rates, and the time to add one
+the build, resident memory of the opened catalogue and searcher (measured in a fresh process
+that opens it and searches --memory_queries query fingerprints, so that neither the memory the
+build freed nor this process's own libraries enter it), p50/p95 latency of one query searched alone, hit rates, and the time to add one
 album (--album_minutes of new tracks) with `store.update` (the searcher extended, not trained
 again).  A catalogue already in --workdir at a size is reused (its build figures are the first
 run's); the albums added stay in it.
@@ -30,6 +31,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import resource
+import subprocess
+import sys
 import time
 
 from absl import app, flags
@@ -51,6 +54,7 @@ flags.DEFINE_float("snr_db", 10.0, "noise level of the queries")
 flags.DEFINE_string("noise", "folder:~/.cache/nafp/open_corpus/noise", "noise source spec")
 flags.DEFINE_float("album_minutes", 45.0, "length of the album added to each catalogue")
 flags.DEFINE_integer("seed", 0, "random seed")
+flags.DEFINE_integer("memory_queries", 50, "5 s queries the memory-measuring process searches")
 
 ROWS_PER_HOUR = 36_000
 QUERY_S = 5.0
@@ -60,11 +64,51 @@ def _unit(x: np.ndarray) -> np.ndarray:
   return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _rss_mb() -> float:
+# Run in a fresh interpreter: open a catalogue, load its searcher, search random query
+# fingerprints, and print the growth of the resident set (anonymous and file-backed) as JSON.
+_OPEN_AND_SEARCH = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+def status():
+  fields = {}
   for line in Path("/proc/self/status").read_text().splitlines():
-    if line.startswith("VmRSS:"):
-      return int(line.split()[1]) / 1024
-  return float("nan")
+    key, _, value = line.partition(":")
+    if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+      fields[key] = int(value.split()[0]) / 1024
+  return fields
+from nafp_jax.catalogue import store
+from nafp_jax.search.subsequence import subsequence_search
+before = status()
+start = time.perf_counter()
+cat = store.Catalogue(Path(sys.argv[1]))
+index = cat.neighbor_index("auto")
+load_s = time.perf_counter() - start
+opened = status()
+rng = np.random.default_rng(0)
+for _ in range(int(sys.argv[2])):
+  q = rng.standard_normal((10, 41, cat.matrix.shape[1])).astype(np.float32)  # 10 phases
+  subsequence_search(q / np.linalg.norm(q, axis=-1, keepdims=True), index, cat.matrix,
+                     cat.starts, cat.counts, top=1)
+searched = status()
+print(json.dumps({"load_s": load_s, "before": before, "opened": opened, "searched": searched}))
+"""
+
+
+def opened_memory(folder: Path, queries: int) -> dict:
+  """Resident-memory growth of a fresh process that opens `folder` and searches `queries`
+  random 5 s queries: {'load_s', 'before', 'opened', 'searched'} of /proc/self/status (MB)."""
+  result = subprocess.run([sys.executable, "-c", _OPEN_AND_SEARCH, str(folder), str(queries)],
+                          capture_output=True, text=True, check=True)
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def describe_memory(m: dict) -> str:
+  grow = {k: m["searched"][k] - m["before"][k] for k in ("VmRSS", "RssAnon", "RssFile")}
+  return (f"+{m['opened']['VmRSS'] - m['before']['VmRSS']:.0f} MB resident once opened "
+          f"(searcher loaded in {m['load_s']:.1f} s), +{grow['VmRSS']:.0f} MB after "
+          f"{FLAGS.memory_queries} searches ({grow['RssAnon']:.0f} anonymous, "
+          f"{grow['RssFile']:.0f} mapped rows and files)")
 
 
 def _real_tracks(catalogues):
@@ -91,12 +135,11 @@ def _stand_ins(catalogues, rows_wanted: int, rng, prefix: str):
 
 
 def build(folder: Path, hours: float, real, storage, rng) -> dict:
-  """The catalogue of `hours` in `folder` (reused if there); its build figures, with
-  'built_now' True when this process built it."""
+  """The catalogue of `hours` in `folder` (reused if there); its build figures."""
   from nafp_jax.catalogue import store  # pylint: disable=g-import-not-at-top
   info = folder / "build.json"
   if store.exists(folder) and info.exists():
-    return {**json.loads(info.read_text()), "built_now": False}
+    return json.loads(info.read_text())
   real_rows = sum(c.matrix.shape[0] for c in real)
   wanted = int(hours * ROWS_PER_HOUR)
   if wanted < real_rows:
@@ -113,7 +156,7 @@ def build(folder: Path, hours: float, real, storage, rng) -> dict:
   figures = {"rows": int(cat.matrix.shape[0]), "build_s": time.perf_counter() - start,
              "build_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
   info.write_text(json.dumps(figures))
-  return {**figures, "built_now": True}
+  return figures
 
 
 def make_queries(audio_cat, fingerprinter, rng):
@@ -187,13 +230,9 @@ def main(argv):
   for hours in map(float, FLAGS.hours):
     folder = workdir / f"{storage.rows}_{storage.code_bytes}_{hours:g}h"
     built = build(folder, hours, real, storage, rng)
-    before = _rss_mb()
+    resident = describe_memory(opened_memory(folder, FLAGS.memory_queries))
     cat = store.Catalogue(folder)
     cat.neighbor_index("auto")
-    # A process that has just built the catalogue reuses the memory the build freed, so the
-    # growth of its resident set says nothing; a rerun opens the kept catalogue afresh.
-    resident = ("not measured (built in this process; rerun to measure)" if built["built_now"]
-                else f"+{_rss_mb() - before:.0f} MB resident")
     figures = search_figures(cat, queries, truth_sha1, truth_start)
     mb_per_hour = cat.disk_bytes / 1e6 / cat.hours
     album_s = add_album(cat, real, rng)
