@@ -1,6 +1,10 @@
 """Plot a training run's TensorBoard scalars to one PNG.
 
-  python scripts/plot_training_curves.py WORKDIR OUT.png
+  python scripts/plot_training_curves.py WORKDIR OUT.png [STEP_OFFSET]
+
+STEP_OFFSET is added to every step: the steps a warm-started run's starting model had already
+trained, so that the axis reads steps of the recipe.  Steps logged twice (a run resumed from
+an earlier checkpoint) keep their last value.
 """
 
 import sys
@@ -12,7 +16,7 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # pylint: disable=wrong-import-position
 
 
-def main(workdir: str, out: str) -> None:
+def main(workdir: str, out: str, step_offset: int = 0) -> None:
   acc = EventAccumulator(str(Path(workdir) / "tensorboard"), size_guidance={"scalars": 0})
   acc.Reload()
   panels = [("loss", ["train/loss", "eval/loss"]), ("in-batch top-1", ["train/top1", "eval/top1"]),
@@ -23,11 +27,12 @@ def main(workdir: str, out: str) -> None:
   for ax, (title, names) in zip(axes, panels):
     for name in names:
       if name in tags:
-        events = acc.Scalars(name)
-        ax.plot([e.step for e in events], [e.value for e in events], label=name.split("/")[0],
-                marker="o" if name.startswith("eval") else None)
+        last = {e.step: e.value for e in sorted(acc.Scalars(name), key=lambda e: e.wall_time)}
+        steps = sorted(last)
+        ax.plot([s + step_offset for s in steps], [last[s] for s in steps],
+                label=name.split("/")[0], marker="o" if name.startswith("eval") else None)
     ax.set_title(title)
-    ax.set_xlabel("step")
+    ax.set_xlabel("step of the recipe" if step_offset else "step")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
   fig.tight_layout()
@@ -35,6 +40,6 @@ def main(workdir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-  if len(sys.argv) != 3:
+  if len(sys.argv) not in (3, 4):
     sys.exit(__doc__)
-  main(sys.argv[1], sys.argv[2])
+  main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 0)
