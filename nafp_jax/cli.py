@@ -107,6 +107,11 @@ def cmd_index(args) -> int:
     print(f"note: the no-match threshold was measured on catalogues of up to "
           f"{cat.threshold.reference_hours:.1f} h and is extrapolated to this one's "
           f"{cat.hours:.1f} h; `nafp calibrate --db {db}` measures it for this catalogue")
+    refused = cat.threshold.refused_durations(cat.hours)
+    if refused:
+      print(f"warning: at {cat.hours:.1f} h the extrapolated threshold reaches 1.0 for clips of "
+            f"up to {max(refused):g} s, so such clips are always answered NO MATCH until "
+            f"`nafp calibrate --db {db}` measures this catalogue's own", file=sys.stderr)
   return 0
 
 

@@ -93,6 +93,11 @@ class NoMatchThreshold:
     return bool(self.growth_per_decade and self.reference_hours and
                 catalogue_hours > 2 * self.reference_hours)
 
+  def refused_durations(self, catalogue_hours: float) -> tuple[float, ...]:
+    """The calibrated clip lengths whose threshold reaches 1.0 at `catalogue_hours`: clips that
+    long (and shorter ones) can never be answered MATCH there."""
+    return tuple(d for d in self.durations_s if self.at(d, catalogue_hours) >= 1.0)
+
   def describe(self, catalogue_hours: float | None = None) -> str:
     """One line for people: where it comes from and what it promises."""
     parts = [self.source]

@@ -143,6 +143,23 @@ def test_a_default_follows_the_catalogue_size_it_was_measured_across():
   assert t.at(10.0, 1000.0) == pytest.approx(0.38)
   assert not t.extrapolated(15.0) and t.extrapolated(25.0)
   assert "extrapolated to 25 h" in t.describe(25.0)
+  assert t.refused_durations(10.0) == () and t.refused_durations(1e6) == (1.0,)
   assert no_match.NoMatchThreshold.from_json(t.to_json()) == t
   with pytest.raises(ValueError, match="larger catalogue"):
     no_match.with_growth(large, small)
+
+
+def test_index_warns_when_the_extrapolated_default_refuses_short_clips(
+    tmp_path, model_dir, sources, capsys):  # pylint: disable=redefined-outer-name
+  """A default measured on tiny catalogues and rising fast reaches 1.0 at this catalogue's size
+  for 1 s clips (not for 3 s ones): `nafp index` says such clips can never match there."""
+  model = tmp_path / "model"
+  shutil.copytree(model_dir, model)
+  no_match.write_model_default(model, no_match.NoMatchThreshold(
+      (1.0, 3.0), (0.9, 0.5), 0.01, "model default", negatives=(10, 10),
+      reference_hours=1e-4, reference_tracks=2, growth_per_decade=(0.2, 0.0),
+      smallest_hours=1e-5))
+  code, _, err = _run(capsys, "index", sources / "source0", "--db", tmp_path / "cat",
+                      "--model", model, "--quiet")
+  assert code == 0
+  assert "reaches 1.0 for clips of up to 1 s" in err and "nafp calibrate --db" in err
