@@ -33,7 +33,7 @@ RESUMABLE_KEYS = frozenset({
 # a stored config without the key resumes when the new one holds this value.
 ADDED_KEY_DEFAULTS = {
     "loss.name": "nt_xent", "loss.margin": 0.5, "loss.queue_size": 0,
-    "loss.mask_same_track": False,
+    "loss.mask_same_track": False, "data.device_family": "loudspeaker",
 }
 _CONFIG_FILE = "config.json"
 

@@ -244,18 +244,23 @@ def test_queue_of_negatives_and_track_masking_train_and_resume_exactly(tmp_path)
                jax.device_get(resumed.loss_state))
 
 
-def test_a_run_recorded_before_the_loss_options_existed_resumes(tmp_path):
+def test_a_run_recorded_before_the_loss_and_device_options_existed_resumes(tmp_path):
   import json
   train.train_and_evaluate(_config(num_train_steps=1), str(tmp_path))
   recorded = json.loads((tmp_path / "config.json").read_text())
   for key in ("name", "margin", "queue_size", "mask_same_track"):
     del recorded["loss"][key]
+  del recorded["data"]["device_family"]
   (tmp_path / "config.json").write_text(json.dumps(recorded))
   assert int(train.train_and_evaluate(_config(num_train_steps=2), str(tmp_path)).step) == 2
   other = _config(num_train_steps=3)
   other.loss.mask_same_track = True
   with pytest.raises(checkpointing.ConfigMismatchError, match="loss.mask_same_track"):
     train.train_and_evaluate(other, str(tmp_path))
+  wide = _config(num_train_steps=3)
+  wide.data.device_family = "wide"
+  with pytest.raises(checkpointing.ConfigMismatchError, match="data.device_family"):
+    train.train_and_evaluate(wide, str(tmp_path))
 
 
 def test_a_checkpoint_written_before_the_train_state_had_a_loss_state_resumes(tmp_path):
