@@ -73,6 +73,13 @@ def main(argv):
           f"1 - cos: mean {np.mean(err):.2e}, worst {np.max(err):.2e}")
   if FLAGS.transform_coded:
     fit, test = x[:x.shape[0] // 2], x[x.shape[0] // 2:]
+    variance = np.linalg.eigvalsh(np.cov(fit.T))[::-1]
+    share = np.cumsum(variance) / variance.sum()
+    median = np.median(variance)
+    print(f"principal axes of the first half: largest / median variance "
+          f"{variance[0] / median:.0f}; axes for 99 % of it: "
+          f"{int(np.searchsorted(share, 0.99)) + 1}; under a thousandth of the median: "
+          f"{int(np.sum(variance < 1e-3 * median))}")
     for value_bytes in map(int, FLAGS.value_bytes):
       err = one_minus_cos(transform_coded(fit, test, 8 * value_bytes), test)
       int_err = {}
@@ -81,7 +88,8 @@ def main(argv):
       print(f"candidate {value_bytes + 2:4d} B/row   1 - cos on the second half: mean "
             f"{np.mean(err):.2e}, worst {np.max(err):.2e} (int6 there: "
             f"{np.mean(int_err['int6']):.2e}, {np.max(int_err['int6']):.2e}; int5: "
-            f"{np.mean(int_err['int5']):.2e}, {np.max(int_err['int5']):.2e})")
+            f"{np.mean(int_err['int5']):.2e}, {np.max(int_err['int5']):.2e}; int4: "
+            f"{np.mean(int_err['int4']):.2e}, {np.max(int_err['int4']):.2e})")
 
 
 if __name__ == "__main__":
