@@ -51,9 +51,19 @@ def cmd_convert(args) -> int:
     print(f"{cat.root}: already stores {wanted.describe()}; nothing to do")
     return 0
   before = _storage_summary(cat)
-  cat = catalogue_lib.restore(cat, wanted)
+  cat = catalogue_lib.restore(cat, wanted, _model_row_axes(cat, wanted, args.model))
   print(f"{cat.root}: was {before}\n{' ' * len(str(cat.root))}  now {_storage_summary(cat)}")
   return 0
+
+
+def _model_row_axes(cat, wanted: Storage, model: str | None):
+  """The model's row axes when `wanted` needs them and the catalogue has none of its own:
+  from `model`, else from the folder of the model that built the catalogue."""
+  from nafp_jax.catalogue import axes_fitting, storage as storage_lib  # pylint: disable=g-import-not-at-top
+  if not storage_lib.needs_row_axes(wanted.rows) or cat.row_axes is not None:
+    return None
+  return axes_fitting.read_model_row_axes(model or cat.manifest["model_source"],
+                                          cat.manifest["model_identity"])
 
 
 def cmd_list(args) -> int:
@@ -134,6 +144,23 @@ def cmd_calibrate_model(args) -> int:
   return 0
 
 
+def cmd_fit_row_axes(args) -> int:
+  from nafp_jax.catalogue import axes_fitting, no_match  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.opening import load_catalogue_and_model  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.transform_coding import ROW_AXES_FILE  # pylint: disable=g-import-not-at-top
+  folder = no_match.check_model_folder(args.model)  # before the work, not after it
+  _, fingerprinter = load_catalogue_and_model(None, args.model)
+  row_axes, rows = axes_fitting.fit_row_axes(fingerprinter, args.audio, args.files,
+                                             progress=not args.quiet)
+  path = row_axes.save(folder / ROW_AXES_FILE)
+  share = row_axes.spread ** 2 / float(sum(row_axes.spread ** 2))
+  print(f"row axes of model {fingerprinter.bundle.identity[:12]} fitted on {rows} fingerprints; "
+        f"largest axis {100 * share[0]:.1f} % of the variance, "
+        f"{int((share.cumsum() < 0.99).sum()) + 1} axes for 99 %")
+  print(f"written to {path}; catalogues built with this model can now store tc rows")
+  return 0
+
+
 def print_threshold(threshold) -> None:
   print(f"no-match threshold ({threshold.describe()}):")
   for d, score, n in zip(threshold.durations_s, threshold.scores, threshold.negatives):
@@ -169,6 +196,8 @@ def add_catalogue_parsers(sub, add, formatter_class) -> None:
   p = add("convert", cmd_convert, "Re-store a catalogue's fingerprints in another storage "
           "(row format, search code size) without re-fingerprinting; atomic.")
   add_storage_options(p)
+  p.add_argument("--model", help="model folder whose row axes a tc format rounds in (default: "
+                 "the folder of the model that built the catalogue)")
 
   p = add("list", cmd_list, "List the tracks of a catalogue.")
   p.add_argument("--json", action="store_true")
@@ -202,3 +231,18 @@ def add_catalogue_parsers(sub, add, formatter_class) -> None:
   p.add_argument("--reference-fraction", type=float, default=0.5,
                  help="share of the sources indexed as the reference catalogue")
   _add_calibration_options(p)
+
+  from nafp_jax.catalogue import axes_fitting  # pylint: disable=g-import-not-at-top
+  p = sub.add_parser("fit-row-axes", help="Fit the principal axes the tc row formats round in "
+                     "and store them in the model folder.", description=
+                     "Fingerprint music with the model and store the principal axes of its "
+                     "fingerprints in the model folder: the transform-coded row formats "
+                     "(--storage tc82/tc74/tc66) round each fingerprint in them. Use music of "
+                     "the kind the model was trained on, not evaluation audio.",
+                     formatter_class=formatter_class)
+  p.set_defaults(func=cmd_fit_row_axes)
+  p.add_argument("model", help="exported model folder (see export-model)")
+  p.add_argument("audio", nargs="+", help="folders or files of music")
+  p.add_argument("--files", type=int, default=axes_fitting.DEFAULT_FILES,
+                 help="files fingerprinted, chosen across the folders")
+  p.add_argument("--quiet", action="store_true", help="no progress bar")

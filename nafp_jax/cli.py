@@ -7,6 +7,7 @@
   nafp check --db CAT                  (verify every file and fingerprint)
   nafp calibrate NEGATIVE_AUDIO... --db CAT [--fpr 0.01]
   nafp calibrate-model MODEL MUSIC_FOLDER...   (the model's default no-match threshold)
+  nafp fit-row-axes MODEL MUSIC_FOLDER...      (the axes the tc row formats round in)
   nafp export DIR... --out EXPORT [--process-index I --process-count P];  nafp import EXPORT --db CAT
   nafp monitor RECORDING...|- --db CAT [--json] [--csv F] [--plot F.png]
   nafp serve --db CAT [--host 127.0.0.1 --port 8080]
@@ -158,8 +159,13 @@ def cmd_import(args) -> int:
     cat = catalogue_lib.Catalogue(db)
     cat.check_model(manifest["model_identity"])
   else:
+    from nafp_jax.catalogue import axes_fitting, storage as storage_lib  # pylint: disable=g-import-not-at-top
+    storage = requested_storage(args) or DEFAULT_STORAGE
+    row_axes = (axes_fitting.read_model_row_axes(manifest["model_source"],
+                                                 manifest["model_identity"])
+                if storage_lib.needs_row_axes(storage.rows) else None)
     cat = catalogue_lib.create(db, manifest["model_identity"], manifest["model_source"],
-                               manifest["dim"], requested_storage(args) or DEFAULT_STORAGE)
+                               manifest["dim"], storage, row_axes=row_axes)
   known = {t.sha1 for t in cat.tracks}
 
   def new():

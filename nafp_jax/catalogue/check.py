@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nafp_jax.catalogue import storage as storage_lib
 from nafp_jax.catalogue.generations import sha256_of
 from nafp_jax.catalogue.spool import SPOOL_PREFIX
 from nafp_jax.catalogue.store import Catalogue, CatalogueError
@@ -41,9 +42,7 @@ def verify(root: str | os.PathLike, chunk_rows: int = 1 << 16) -> tuple[Catalogu
       if sha256_of(cat.generation / name) != want["sha256"]:
         problems.append(f"{name}: its content differs from the checksum recorded when it was "
                         "written (damaged)")
-  # How far from unit length a sound row may be after its format's rounding.
-  tolerance = {"float32": 1e-4, "float16": 2e-3, "int8": 2e-2, "int6": 2e-2, "int5": 4e-2,
-               "int4": 8e-2}[cat.storage]
+  tolerance = storage_lib.UNIT_NORM_TOLERANCE[cat.storage]
   bad_rows = []
   for lo in range(0, cat.matrix.shape[0], chunk_rows):
     rows = cat.matrix[lo:lo + chunk_rows]

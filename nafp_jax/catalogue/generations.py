@@ -24,6 +24,7 @@ import numpy as np
 from nafp_jax.catalogue import storage as storage_lib
 from nafp_jax.catalogue.records import CatalogueError, FORMAT_VERSION, TRACK_TABLE_SCHEMA, TrackRecord
 from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
+from nafp_jax.catalogue.transform_coding import ROW_AXES_FILE, RowAxes, RowAxesError
 
 
 # How long a writer waits for another one to finish before giving up.
@@ -121,12 +122,23 @@ def _link_tree(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
-def _rows_in(matrix: FingerprintMatrix, track: TrackRecord, storage: Storage) -> np.ndarray:
+def _same_rows(matrix: FingerprintMatrix, storage: Storage, row_axes: RowAxes | None) -> bool:
+  """Whether `matrix`'s stored rows are already what `storage` (and `row_axes`) would store."""
+  if matrix.storage != storage.rows:
+    return False
+  if not storage_lib.needs_row_axes(storage.rows):
+    return True
+  return matrix.row_axes is not None and row_axes is not None and \
+      matrix.row_axes.digest == row_axes.digest
+
+
+def _rows_in(matrix: FingerprintMatrix, track: TrackRecord, storage: Storage,
+             row_axes: RowAxes | None) -> np.ndarray:
   """A kept track's stored rows, re-encoded if the catalogue changes its row format."""
   rows = slice(track.first_row, track.first_row + track.row_count)
-  if matrix.storage == storage.rows:
+  if _same_rows(matrix, storage, row_axes):
     return matrix.stored[rows]
-  return storage_lib.encode(matrix[rows], storage.rows)
+  return storage_lib.encode(matrix[rows], storage.rows, row_axes)
 
 
 class _RowsFile:
@@ -141,8 +153,8 @@ class _RowsFile:
   HEADER_BYTES = 128  # room for any shape; a multiple of numpy's 64-byte header alignment
   CHUNK_ROWS = 1 << 16
 
-  def __init__(self, path: Path, storage: Storage, dim: int):
-    self.path, self.storage, self.dim = path, storage, dim
+  def __init__(self, path: Path, storage: Storage, dim: int, row_axes: RowAxes | None = None):
+    self.path, self.storage, self.dim, self.row_axes = path, storage, dim, row_axes
     self.dtype = np.dtype(storage_lib.stored_dtype(storage.rows))
     self.width = storage_lib.stored_shape(0, dim, storage.rows)[1]
     self.rows = 0
@@ -182,7 +194,8 @@ class _RowsFile:
     self._file.seek(0)
     self._file.write(prefix + len(padded).to_bytes(2, "little") + padded.encode("latin1"))
     self._file.close()
-    return FingerprintMatrix(np.load(self.path, mmap_mode="r"), self.storage.rows, self.dim)
+    return FingerprintMatrix(np.load(self.path, mmap_mode="r"), self.storage.rows, self.dim,
+                             self.row_axes)
 
   def close(self) -> None:
     if self._file is not None:
@@ -207,7 +220,8 @@ def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[T
     for t in keep:  # compact: kept tracks keep their order, rows renumbered
       with con:
         con.execute("UPDATE tracks SET first_row = ? WHERE id = ?", (rows_file.rows, t.id))
-      rows_file.add(_rows_in(old_matrix, t, storage), deferred=old_matrix.storage == storage.rows)
+      rows_file.add(_rows_in(old_matrix, t, storage, rows_file.row_axes),
+                    deferred=_same_rows(old_matrix, storage, rows_file.row_axes))
     added = 0
     for fields, fingerprints in new:
       if fingerprints.shape[1:] != (rows_file.dim,):
@@ -219,7 +233,7 @@ def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[T
                     (fields["name"], fields["path"], fields["duration"], rows_file.rows,
                      int(fingerprints.shape[0]), fields["sha1"],
                      datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
-      rows_file.add(storage_lib.encode(fingerprints, storage.rows))
+      rows_file.add(storage_lib.encode(fingerprints, storage.rows, rows_file.row_axes))
       added += 1
     num_tracks = con.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
   finally:
@@ -248,7 +262,8 @@ def _extendable_searcher(previous: Path | None, manifest: dict, kept_rows: int,
   folder = previous / "scann"
   same_storage = (before.get("code_bytes") is not None and
                   before.get("code_bytes") == manifest.get("code_bytes") and
-                  before.get("storage") == manifest.get("storage"))
+                  before.get("storage") == manifest.get("storage") and
+                  before.get("row_axes") == manifest.get("row_axes"))
   trained = int(before.get("searcher_rows") or before.get("num_rows") or 0)
   if not (same_storage and folder.is_dir() and trained):
     return None
@@ -287,20 +302,35 @@ def _write_manifest_and_sync(folder: Path, manifest: dict) -> None:
 
 def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[TrackRecord],
                      old_matrix: FingerprintMatrix | None,
-                     new: Iterable[tuple[dict, np.ndarray]], previous_db: Path | None) -> None:
+                     new: Iterable[tuple[dict, np.ndarray]], previous_db: Path | None,
+                     row_axes: RowAxes | None = None) -> None:
   """Write a complete generation: kept tracks (with their rows) + new tracks, then publish.
 
   `new` yields (record fields without id/first_row/row_count, fingerprints [n, d]).
+  `row_axes`: the principal axes a transform-coded row format rounds in (the generation
+  keeps a copy as ROW_AXES_FILE; ignored for the other formats).
   Nothing is visible until the final rename; an exception leaves the live one as it was.
   """
   root = Path(root)
   dim = manifest["dim"]
   storage = Storage(manifest["storage"], int(manifest.get("code_bytes") or 64))
+  manifest = dict(manifest)
+  manifest.pop("row_axes", None)
+  if storage_lib.needs_row_axes(storage.rows):
+    if row_axes is None or row_axes.dim != dim:
+      raise RowAxesError(f"{root}: {storage.rows} rows need the model's principal axes of dim "
+                         f"{dim}, " + ("none were given" if row_axes is None else
+                                        f"got {row_axes.dim}"))
+    manifest["row_axes"] = row_axes.digest
+  else:
+    row_axes = None
   tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=root))
   try:
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; others may need to read it
     previous = previous_db.parent if previous_db is not None else None
-    rows_file = _RowsFile(tmp / "fingerprints.npy", storage, dim)
+    if row_axes is not None:
+      row_axes.save(tmp / ROW_AXES_FILE)
+    rows_file = _RowsFile(tmp / "fingerprints.npy", storage, dim, row_axes)
     try:
       added, num_tracks = _write_track_table(tmp / "tracks.sqlite", previous_db, keep,
                                              old_matrix, new, storage, rows_file)
@@ -310,7 +340,7 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
     rows = rows_file.rows
     old_rows = old_matrix.shape[0] if old_matrix is not None else 0
     unchanged = (previous is not None and old_matrix is not None and added == 0
-                 and rows == old_rows and old_matrix.storage == storage.rows
+                 and rows == old_rows and _same_rows(old_matrix, storage, row_axes)
                  and manifest_of(previous).get("code_bytes") == manifest.get("code_bytes"))
     if rows and unchanged:
       # Same rows as the live generation (a threshold change, nothing new to add): its

@@ -29,6 +29,7 @@ import numpy as np
 from nafp_jax.audio import audio_io
 from nafp_jax.catalogue import calibration, identify as identify_lib, no_match
 from nafp_jax.catalogue import store as catalogue_lib
+from nafp_jax.catalogue import axes_fitting, storage as storage_lib
 from nafp_jax.catalogue.storage import DEFAULT as DEFAULT_STORAGE, Storage
 from nafp_jax.inference.encoder_bundle import load_encoder
 from nafp_jax.inference.fingerprinter import Fingerprinter, QueryTooShortError
@@ -71,8 +72,11 @@ class CatalogueService:
     fingerprinter = Fingerprinter(load_encoder(folder))
     if not allow_collapsed:
       embedding_spread.check_model_spread(fingerprinter)
+    row_axes = (axes_fitting.read_model_row_axes(folder, fingerprinter.bundle.identity)
+                if storage_lib.needs_row_axes(storage.rows) else None)
     cat = catalogue_lib.create(db, fingerprinter.bundle.identity, fingerprinter.bundle.source,
-                               fingerprinter.dim, storage, no_match.read_model_default(folder))
+                               fingerprinter.dim, storage, no_match.read_model_default(folder),
+                               row_axes)
     return cls(cat, fingerprinter, folder, created=True)
 
   @classmethod

@@ -4,8 +4,10 @@ Indexing fingerprints every new file first and then writes the catalogue in one 
 atomic update, so that the writer lock is held only for the write.  Between the two the
 fingerprints wait in a spool file beside the catalogue, in the catalogue's own row format,
 rather than in memory: indexing any number of hours needs memory for one track at a time.
-Encoding is idempotent (the rows decoded from a spool encode to the same stored rows), so
-the catalogue stores exactly what it would have stored from the fingerprints themselves.
+Where the row format's rounding is idempotent (the rows decoded from a spool encode to the
+same stored rows) the spool keeps that format; a transform-coded catalogue's fingerprints
+wait as float32.  Either way the catalogue stores exactly what it would have stored from the
+fingerprints themselves.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ class FingerprintSpool:
   """Tracks (their record fields and stored rows) appended to one file, read back in order."""
 
   def __init__(self, folder: Path, rows_format: str, dim: int):
-    self.rows_format, self.dim = rows_format, dim
+    self.rows_format = rows_format if storage_lib.rounding_is_idempotent(rows_format) else "float32"
+    self.dim = dim
     self.path = Path(folder) / "rows.bin"
     self._file = open(self.path, "wb")
     self._tracks: list[tuple[dict, int]] = []
-    self.dtype = np.dtype(storage_lib.stored_dtype(rows_format))
-    self.width = storage_lib.stored_shape(0, dim, rows_format)[1]
+    self.dtype = np.dtype(storage_lib.stored_dtype(self.rows_format))
+    self.width = storage_lib.stored_shape(0, dim, self.rows_format)[1]
 
   def add(self, fields: dict, fingerprints: np.ndarray) -> None:
     if fingerprints.shape[1:] != (self.dim,):

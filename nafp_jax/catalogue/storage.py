@@ -13,6 +13,10 @@ A catalogue keeps two representations of every fingerprint, each for one job:
               its largest |coordinate| and rounded to the 2^(bits-1) - 1 levels either side of
               0; the top 4 bits of each value two to a byte, each lower bit as a plane of
               dim / 8 bytes (so decoding is byte arithmetic, not bit by bit)
+    tc82, tc74, tc66
+              transform-coded: 82, 74 or 66 bytes per row whatever the dim, rounded in the
+              model's principal axes with more bits where the fingerprints vary more
+              (transform_coding.py); these need the catalogue's copy of the model's axes
 * the **search codes**: ScaNN's asymmetric-hashing codes (16 centres per block of
   dim / code_bytes dimensions, one byte per block on disk), which the tree searcher scores.
   ScaNN never keeps a float32 copy of its own: candidates are re-scored from the rows.
@@ -26,12 +30,31 @@ import dataclasses
 
 import numpy as np
 
-ROW_FORMATS = ("float32", "float16", "int8", "int6", "int5", "int4")
+from nafp_jax.catalogue import transform_coding
+from nafp_jax.catalogue.transform_coding import RowAxes, RowAxesError
+
+ROW_FORMATS = ("float32", "float16", "int8", "int6", "int5", "int4", "tc82", "tc74", "tc66")
 # Bytes of ScaNN search code per fingerprint on disk (one per block of dim / code_bytes dims).
 CODE_BYTES = (64, 32, 16)
 INT8_SCALE = 127.0   # fingerprints are unit vectors: every coordinate is in [-1, 1]
 PACKED_BITS = {"int6": 6, "int5": 5, "int4": 4}  # row formats packed below a byte a value
 _SCALE_BYTES = 2     # the row scale of a packed format, float16, stored after the values
+# Transform-coded formats: bytes per row (transform_coding.py).
+TRANSFORM_CODED_BYTES = {"tc82": 82, "tc74": 74, "tc66": 66}
+
+# How far from unit length a sound fingerprint may decode after each format's rounding
+# (about twice the worst seen on real fingerprints): more is damage (`nafp check`).
+UNIT_NORM_TOLERANCE = {"float32": 1e-4, "float16": 2e-3, "int8": 2e-2, "int6": 2e-2,
+                       "int5": 4e-2, "int4": 8e-2, "tc82": 4e-2, "tc74": 6e-2, "tc66": 1e-1}
+
+def needs_row_axes(rows: str) -> bool:
+  """Whether the row format rounds in a model's principal axes (a catalogue then keeps them)."""
+  return rows in TRANSFORM_CODED_BYTES
+
+
+def rounding_is_idempotent(rows: str) -> bool:
+  """Whether encoding decoded rows gives the same stored rows (not so for transform coding)."""
+  return not needs_row_axes(rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +96,7 @@ DEFAULT = Storage()
 
 
 def stored_dtype(rows: str) -> type:
-  if rows in PACKED_BITS:
+  if rows in PACKED_BITS or needs_row_axes(rows):
     return np.uint8
   return {"float32": np.float32, "float16": np.float16, "int8": np.int8}[rows]
 
@@ -86,6 +109,8 @@ def stored_shape(n: int, dim: int, rows: str) -> tuple[int, int]:
   """Shape of the stored matrix of `n` fingerprints of `dim` dimensions."""
   if rows in PACKED_BITS:
     return (n, _packed_bytes(dim, PACKED_BITS[rows]) + _SCALE_BYTES)
+  if needs_row_axes(rows):
+    return (n, TRANSFORM_CODED_BYTES[rows])
   return (n, dim)
 
 
@@ -122,9 +147,17 @@ def _decode_packed(stored: np.ndarray, bits: int) -> np.ndarray:
   return values
 
 
-def encode(fingerprints: np.ndarray, rows: str) -> np.ndarray:
-  """float32 rows [n, d] -> their stored form."""
+def _row_code(rows: str, row_axes: RowAxes | None) -> transform_coding.RowCode:
+  if row_axes is None:
+    raise RowAxesError(f"{rows} rows are rounded in a model's principal axes, and none were given")
+  return transform_coding.row_code(row_axes, TRANSFORM_CODED_BYTES[rows])
+
+
+def encode(fingerprints: np.ndarray, rows: str, row_axes: RowAxes | None = None) -> np.ndarray:
+  """float32 rows [n, d] -> their stored form (`row_axes`: for the transform-coded formats)."""
   x = np.asarray(fingerprints, np.float32)
+  if needs_row_axes(rows):
+    return _row_code(rows, row_axes).encode(x)
   if rows == "int8":
     return np.clip(np.round(x * INT8_SCALE), -127, 127).astype(np.int8)
   if rows in PACKED_BITS:
@@ -132,8 +165,10 @@ def encode(fingerprints: np.ndarray, rows: str) -> np.ndarray:
   return x.astype(stored_dtype(rows))
 
 
-def decode(stored: np.ndarray, rows: str) -> np.ndarray:
+def decode(stored: np.ndarray, rows: str, row_axes: RowAxes | None = None) -> np.ndarray:
   """Stored rows [n, ...] -> float32 [n, d]."""
+  if needs_row_axes(rows):
+    return _row_code(rows, row_axes).decode(stored)
   if rows == "int8":
     return np.asarray(stored, np.float32) / INT8_SCALE
   if rows in PACKED_BITS:
@@ -148,17 +183,23 @@ class FingerprintMatrix:
   so a memory-mapped catalogue is never decoded whole.
   """
 
-  def __init__(self, stored: np.ndarray, rows: str, dim: int | None = None):
+  def __init__(self, stored: np.ndarray, rows: str, dim: int | None = None,
+               row_axes: RowAxes | None = None):
     self.stored = stored
     self.storage = rows
+    self.row_axes = row_axes
+    if needs_row_axes(rows):
+      _row_code(rows, row_axes)  # refuse now, not at the first read
+      dim = row_axes.dim
     self.dim = dim if dim is not None else (
         (stored.shape[1] - _SCALE_BYTES) * 8 // PACKED_BITS[rows] if rows in PACKED_BITS
         else stored.shape[1])
 
   @classmethod
-  def from_float(cls, fingerprints: np.ndarray, rows: str) -> "FingerprintMatrix":
+  def from_float(cls, fingerprints: np.ndarray, rows: str,
+                 row_axes: RowAxes | None = None) -> "FingerprintMatrix":
     """Rows held in memory in `rows` format (tests, benchmarks)."""
-    return cls(encode(fingerprints, rows), rows, np.shape(fingerprints)[1])
+    return cls(encode(fingerprints, rows, row_axes), rows, np.shape(fingerprints)[1], row_axes)
 
   @property
   def shape(self) -> tuple[int, int]:
@@ -171,8 +212,8 @@ class FingerprintMatrix:
   def __getitem__(self, index) -> np.ndarray:
     block = self.stored[index]
     if np.ndim(block) == 1:
-      return decode(block[None], self.storage)[0]
-    return decode(block, self.storage)
+      return decode(block[None], self.storage, self.row_axes)[0]
+    return decode(block, self.storage, self.row_axes)
 
   def __len__(self) -> int:
     return self.stored.shape[0]

@@ -7,6 +7,8 @@ Layout of CAT/:
                           and the size and SHA-256 of every other file of the generation
     tracks.sqlite         track table: id, name, path, duration, first_row, row_count, sha1
     fingerprints.npy      every fingerprint, sequentially, in the catalogue's row format
+    row_axes.npz          the model's principal axes the rows are rounded in (transform-coded
+                          row formats only; the manifest records its digest)
     scann/                the serialised ScaNN searcher (AH codes only) over those rows; absent
                           below SCANN_MIN_ROWS rows, where exact search over the rows is faster
 How rows and search codes are stored is nafp_jax/catalogue/storage.py's.  A catalogue of
@@ -35,6 +37,7 @@ from nafp_jax.catalogue.no_match import NoMatchThreshold
 from nafp_jax.catalogue.records import (  # noqa: F401 (the catalogue API)
     CatalogueError, FINGERPRINT_VERSION, FORMAT, FORMAT_VERSION, TrackRecord)
 from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
+from nafp_jax.catalogue.transform_coding import ROW_AXES_FILE, RowAxes, RowAxesError
 
 
 class Catalogue:
@@ -72,7 +75,8 @@ class Catalogue:
     if stored.shape != expected:
       raise CatalogueError(f"{self.root}: damaged catalogue, matrix {stored.shape} but manifest "
                            f"says {n_rows} rows of {self.storage} storage")
-    self.matrix = FingerprintMatrix(stored, self.storage, dim)
+    self.row_axes = self._read_row_axes()
+    self.matrix = FingerprintMatrix(stored, self.storage, dim, self.row_axes)
     self.starts = np.array([t.first_row for t in self.tracks], np.int64)
     self.counts = np.array([t.row_count for t in self.tracks], np.int64)
     self._index_cache: dict[str, object] = {}
@@ -87,6 +91,19 @@ class Catalogue:
                              f"{'missing' if size is None else f'{size} bytes'}, its manifest "
                              f"says {recorded['bytes']} bytes; `nafp check --db {self.root}` "
                              "tells more")
+
+  def _read_row_axes(self) -> RowAxes | None:
+    """The generation's copy of the model's axes (transform-coded rows), checked."""
+    if not storage_lib.needs_row_axes(self.storage):
+      return None
+    try:
+      row_axes = RowAxes.load(self.generation / ROW_AXES_FILE)
+    except RowAxesError as e:
+      raise CatalogueError(f"{self.root}: damaged catalogue: {e}") from None
+    if row_axes.digest != self.manifest.get("row_axes") or row_axes.dim != self.manifest["dim"]:
+      raise CatalogueError(f"{self.root}: damaged catalogue: {ROW_AXES_FILE} is not the copy "
+                           "its manifest records")
+    return row_axes
 
   def _read_tracks(self) -> list[TrackRecord]:
     db = self.generation / "tracks.sqlite"
@@ -206,15 +223,39 @@ def set_threshold(catalogue: Catalogue, threshold: NoMatchThreshold) -> Catalogu
                                              "threshold_fpr": threshold.fpr})
 
 
-def restore(catalogue: Catalogue, storage: Storage) -> Catalogue:
+def restore(catalogue: Catalogue, storage: Storage, row_axes: RowAxes | None = None) -> Catalogue:
   """The same tracks re-stored in `storage` (rows re-encoded, searcher rebuilt), atomically:
-  until the new generation is published, the catalogue stays as it was."""
+  until the new generation is published, the catalogue stays as it was.
+
+  A transform-coded format rounds in the catalogue's own copy of its model's axes if it has
+  one, else in `row_axes` (which must be its model's).
+  """
   try:
     storage.check_dim(catalogue.manifest["dim"])
   except ValueError as e:
     raise ValueError(f"{catalogue.root}: cannot store its fingerprints so: {e}") from None
+  if storage_lib.needs_row_axes(storage.rows):
+    row_axes = catalogue.row_axes or row_axes
+    check_row_axes(catalogue.root, row_axes, storage, catalogue.manifest["model_identity"],
+                   catalogue.manifest["dim"])
   return update(catalogue, manifest_changes={"storage": storage.rows,
-                                             "code_bytes": storage.code_bytes})
+                                             "code_bytes": storage.code_bytes},
+                row_axes=row_axes)
+
+
+def check_row_axes(root: Path, row_axes: RowAxes | None, storage: Storage, model_identity: str,
+                   dim: int) -> None:
+  """Refuse transform-coded storage without the axes of the catalogue's own model."""
+  if not storage_lib.needs_row_axes(storage.rows):
+    return
+  if row_axes is None:
+    raise RowAxesError(f"{root}: {storage.rows} rows are rounded in the model's principal axes, "
+                       f"and the model has none ({ROW_AXES_FILE}); `nafp fit-row-axes MODEL "
+                       "MUSIC_FOLDER` fits them")
+  if row_axes.model_identity != model_identity or row_axes.dim != dim:
+    raise RowAxesError(f"{root}: the row axes given were fitted for model "
+                       f"{row_axes.model_identity[:12]} ({row_axes.dim} dims), not this "
+                       f"catalogue's model {model_identity[:12]} ({dim} dims)")
 
 
 def exists(root: str | os.PathLike) -> bool:
@@ -224,15 +265,18 @@ def exists(root: str | os.PathLike) -> bool:
 
 def create(root: str | os.PathLike, model_identity: str, model_source: str, dim: int,
            storage: Storage = storage_lib.DEFAULT,
-           threshold: NoMatchThreshold | None = None) -> Catalogue:
+           threshold: NoMatchThreshold | None = None,
+           row_axes: RowAxes | None = None) -> Catalogue:
   """Create an empty catalogue (refuses to touch an existing non-catalogue folder).
 
   `storage` is how its rows and search codes are stored (storage.py; ValueError if it
   cannot hold `dim`-dimensional fingerprints); `threshold` is its initial no-match
-  threshold: the model's default, normally.
+  threshold: the model's default, normally; `row_axes` the model's principal axes, which a
+  transform-coded row format needs (RowAxesError without them).
   """
   root = Path(root).expanduser()
   storage.check_dim(dim)
+  check_row_axes(root, row_axes, storage, model_identity, dim)
   if root.exists() and any(p.name not in (".lock",) for p in root.iterdir()):
     raise CatalogueError(f"{root}: exists and is not an empty folder or a catalogue")
   manifest = {"format": FORMAT, "version": FORMAT_VERSION, "model_identity": model_identity,
@@ -242,18 +286,20 @@ def create(root: str | os.PathLike, model_identity: str, model_source: str, dim:
               "threshold": threshold.to_json() if threshold else None,
               "threshold_fpr": threshold.fpr if threshold else None, "generation": 0}
   with generations.writer_lock(root):
-    write_generation(root, manifest, [], None, [], None)
+    write_generation(root, manifest, [], None, [], None, row_axes)
   return Catalogue(root)
 
 
 def update(catalogue: Catalogue, add: Iterable[tuple[dict, np.ndarray]] = (),
            remove: Sequence[int] = (), manifest_changes: dict | None = None,
-           already_present: list[dict] | None = None) -> Catalogue:
+           already_present: list[dict] | None = None,
+           row_axes: RowAxes | None = None) -> Catalogue:
   """New generation = live tracks minus `remove` (ids) plus `add`; returns the new view.
 
   Content hashes are checked against the catalogue as it is when the write starts (another
   writer may have added the same file since `catalogue` was read): a track already present,
   or given twice, is not added again; its fields are appended to `already_present`.
+  `row_axes` serve a catalogue that has none of its own and becomes transform-coded.
   """
   with generations.writer_lock(catalogue.root):
     fresh = Catalogue(catalogue.root)  # another writer may have published meanwhile
@@ -272,5 +318,5 @@ def update(catalogue: Catalogue, add: Iterable[tuple[dict, np.ndarray]] = (),
 
     manifest = dict(fresh.manifest, **(manifest_changes or {}))
     write_generation(fresh.root, manifest, keep, fresh.matrix, new_only(),
-                     fresh.generation / "tracks.sqlite")
+                     fresh.generation / "tracks.sqlite", fresh.row_axes or row_axes)
   return Catalogue(catalogue.root)

@@ -1,6 +1,7 @@
 """`nafp` commands that look after a catalogue: storage and convert, list, check, calibrate."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -43,6 +44,42 @@ def test_convert_restores_smaller_keeps_tracks_and_still_finds(tmp_path, model_d
   code, _, err = _run(capsys, "index", music / "song0.wav", "--db", db, "--model", model_dir,
                       "--storage", "int8", "--quiet")
   assert code == 1 and "stores int4 rows, 16-byte search codes, not int8" in err
+
+
+def test_fit_row_axes_then_transform_coded_catalogues(tmp_path, model_dir, music, capsys):
+  model = shutil.copytree(model_dir, tmp_path / "model")  # the shared fixture stays as it is
+  db = tmp_path / "cat"
+  code, _, err = _run(capsys, "index", music, "--db", db, "--model", model, "--storage", "tc74",
+                      "--quiet")
+  assert code == 1 and "nafp fit-row-axes" in err and not catalogue_lib.exists(db)
+  code, out, _ = _run(capsys, "fit-row-axes", model, music, "--quiet")
+  assert code == 0 and "fitted on" in out and (model / "row_axes.npz").exists()
+  code, out, _ = _run(capsys, "index", music, "--db", db, "--model", model, "--storage", "tc74",
+                      "--quiet")
+  assert code == 0 and "added 4 track(s)" in out
+  cat = catalogue_lib.Catalogue(db)
+  assert cat.matrix.stored.shape == (sum(t.row_count for t in cat.tracks), 74)
+  code, out, _ = _run(capsys, "query", music / "song3.wav", "--db", db, "--model", model, "--json")
+  assert json.loads(out)[0]["results"][0]["track"] == "song3.wav"
+  code, out, _ = _run(capsys, "check", "--db", db)
+  assert code == 0 and "OK" in out
+  # A float32 catalogue of the same model converts with the axes of the model that built it.
+  flat = tmp_path / "flat"
+  _run(capsys, "index", music, "--db", flat, "--model", model, "--storage", "float32", "--quiet")
+  code, out, _ = _run(capsys, "convert", "--db", flat, "--storage", "tc66")
+  assert code == 0 and "now tc66 rows" in out
+  code, out, _ = _run(capsys, "query", music / "song1.wav", "--db", flat, "--model", model,
+                      "--json")
+  assert json.loads(out)[0]["results"][0]["track"] == "song1.wav"
+  # Axes of another model are refused by name.
+  (model / "row_axes.npz").rename(tmp_path / "axes.npz")
+  other = shutil.copytree(model, tmp_path / "other")
+  shutil.copy(tmp_path / "axes.npz", other / "row_axes.npz")
+  variables = other / "variables.msgpack"
+  variables.write_bytes(variables.read_bytes()[:-4] + b"\0\0\0\0")
+  code, _, err = _run(capsys, "index", music, "--db", tmp_path / "x", "--model", other,
+                      "--storage", "tc74", "--quiet")
+  assert code == 1 and "fitted for model" in err
 
 
 def test_calibrated_threshold_rejects_unknown_audio(tmp_path, model_dir, music, capsys):
