@@ -6,12 +6,10 @@ Prints, per row format (nafp_jax/catalogue/storage.py), the bytes a row takes an
 and worst 1 - cosine between each stored-then-decoded row and the row as the catalogue
 holds it (which should be float32 for the figures to mean rounding error).
 
-`--transform_coded` also measures a candidate that is not a catalogue format: rows rotated
-into the principal axes of the fingerprints (fitted on the first half of the rows, measured
-on the second), each axis divided by its spread, rounded with a scale per row and a number
-of bits per axis given by greedy reverse water-filling (each bit goes to the axis whose
-rounding error is largest at that point).  It shows how much the fingerprints' uneven
-spread leaves to gain over rounding every coordinate with the same bits.
+`--transform_coded` also measures transform-coded rows (nafp_jax/catalogue/transform_coding.py)
+of several sizes, with axes fitted on the first half of the rows and measured on the second
+(a catalogue uses its model's axes, `nafp fit-row-axes`), and prints how unevenly the
+fingerprints fill their dimensions, which is what transform coding gains from.
 """
 
 from __future__ import annotations
@@ -21,15 +19,14 @@ from pathlib import Path
 from absl import app, flags
 import numpy as np
 
-from nafp_jax.catalogue import storage
+from nafp_jax.catalogue import storage, transform_coding
 from nafp_jax.catalogue.store import Catalogue
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("db", None, "a catalogue (float32 rows) whose fingerprints are rounded")
 flags.DEFINE_integer("rows", 40_000, "rows taken from its start")
-flags.DEFINE_bool("transform_coded", False, "also measure the transform-coded candidate")
-flags.DEFINE_list("value_bytes", ["96", "80", "72", "64"],
-                  "bytes of rounded values per row for the candidate (+2 for its row scale)")
+flags.DEFINE_bool("transform_coded", False, "also measure transform-coded rows")
+flags.DEFINE_list("row_bytes", ["98", "82", "74", "66"], "sizes of transform-coded row measured")
 
 
 def one_minus_cos(decoded: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -37,37 +34,13 @@ def one_minus_cos(decoded: np.ndarray, x: np.ndarray) -> np.ndarray:
                                                  np.linalg.norm(x, axis=1), 1e-12)
 
 
-def allocate_bits(spread: np.ndarray, total_bits: int, max_bits: int = 16) -> np.ndarray:
-  """Bits per axis: each of `total_bits` goes to the axis with the largest remaining error."""
-  bits = np.zeros(spread.size, int)
-  error = spread.astype(np.float64) ** 2
-  for _ in range(total_bits):
-    i = int(np.argmax(np.where(bits < max_bits, error, -1.0)))
-    bits[i] += 1
-    error[i] /= 4.0
-  return bits
-
-
-def transform_coded(fit: np.ndarray, rows: np.ndarray, total_bits: int) -> np.ndarray:
-  """`rows` rounded by the candidate fitted on `fit`, decoded back to the original axes."""
-  variance, axes = np.linalg.eigh(np.cov(fit.T))
-  spread = np.sqrt(np.maximum(variance, 1e-12))
-  bits = allocate_bits(spread, total_bits)
-  y = (rows @ axes) / spread
-  levels = 2.0 ** np.maximum(bits, 1)
-  scale = np.max(np.abs(y[:, bits > 0]), axis=1, keepdims=True).astype(np.float16)
-  step = 2 * np.maximum(scale.astype(np.float32), 1e-12) / levels
-  rounded = (np.clip(np.floor(y / step), -levels / 2, levels / 2 - 1) + 0.5) * step
-  rounded[:, bits == 0] = 0.0
-  return (rounded * spread) @ axes.T
-
-
 def main(argv):
   del argv
   cat = Catalogue(Path(FLAGS.db).expanduser())
   x = np.asarray(cat.matrix[:FLAGS.rows], np.float32)
   print(f"{x.shape[0]:,} rows of {cat.root} ({cat.storage})")
-  for rows in storage.ROW_FORMATS:
+  coordinate_formats = [r for r in storage.ROW_FORMATS if not storage.needs_row_axes(r)]
+  for rows in coordinate_formats:
     err = one_minus_cos(storage.decode(storage.encode(x, rows), rows), x)
     print(f"{rows:8s} {storage.Storage(rows, 32).row_bytes(x.shape[1]):4d} B/row   "
           f"1 - cos: mean {np.mean(err):.2e}, worst {np.max(err):.2e}")
@@ -80,12 +53,13 @@ def main(argv):
           f"{variance[0] / median:.0f}; axes for 99 % of it: "
           f"{int(np.searchsorted(share, 0.99)) + 1}; under a thousandth of the median: "
           f"{int(np.sum(variance < 1e-3 * median))}")
-    for value_bytes in map(int, FLAGS.value_bytes):
-      err = one_minus_cos(transform_coded(fit, test, 8 * value_bytes), test)
-      int_err = {}
-      for rows in storage.ROW_FORMATS:
-        int_err[rows] = one_minus_cos(storage.decode(storage.encode(test, rows), rows), test)
-      print(f"candidate {value_bytes + 2:4d} B/row   1 - cos on the second half: mean "
+    row_axes = transform_coding.RowAxes.fit(fit, "rows of " + str(cat.root))
+    int_err = {rows: one_minus_cos(storage.decode(storage.encode(test, rows), rows), test)
+               for rows in ("int6", "int5", "int4")}
+    for row_bytes in map(int, FLAGS.row_bytes):
+      code = transform_coding.row_code(row_axes, row_bytes)
+      err = one_minus_cos(code.decode(code.encode(test)), test)
+      print(f"transform-coded {row_bytes:4d} B/row   1 - cos on the second half: mean "
             f"{np.mean(err):.2e}, worst {np.max(err):.2e} (int6 there: "
             f"{np.mean(int_err['int6']):.2e}, {np.max(int_err['int6']):.2e}; int5: "
             f"{np.mean(int_err['int5']):.2e}, {np.max(int_err['int5']):.2e}; int4: "
