@@ -136,7 +136,7 @@ def _stand_ins(catalogues, rows_wanted: int, rng, prefix: str):
 
 def build(folder: Path, hours: float, real, storage, rng) -> dict:
   """The catalogue of `hours` in `folder` (reused if there); its build figures."""
-  from nafp_jax.catalogue import store  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import axes_fitting, store, storage as storage_lib  # pylint: disable=g-import-not-at-top
   info = folder / "build.json"
   if store.exists(folder) and info.exists():
     return json.loads(info.read_text())
@@ -145,8 +145,13 @@ def build(folder: Path, hours: float, real, storage, rng) -> dict:
   if wanted < real_rows:
     raise ValueError(f"{hours:g} h is smaller than the real catalogues ({real_rows:,} rows)")
   start = time.perf_counter()
+  row_axes = None
+  if storage_lib.needs_row_axes(storage.rows):  # the real catalogue's copy, else its model's
+    row_axes = real[0].row_axes or axes_fitting.read_model_row_axes(
+        real[0].manifest["model_source"], real[0].manifest["model_identity"])
   cat = store.create(folder, real[0].manifest["model_identity"],
-                     real[0].manifest["model_source"], real[0].manifest["dim"], storage)
+                     real[0].manifest["model_source"], real[0].manifest["dim"], storage,
+                     row_axes=row_axes)
 
   def tracks():
     yield from _real_tracks(real)

@@ -143,10 +143,20 @@ class RowCode:
       offset += len(axes_j)
     coded = bits > 0
     levels = np.where(coded, 2.0 ** bits, 1.0).astype(np.float32)
+    unit_step = np.where(coded, 2.0 / levels, 0.0).astype(np.float32)
+    # Axes fitted by decreasing spread get non-increasing bits, so every plane covers a
+    # prefix of the axes: decoding then adds contiguous slices and rotates back only the
+    # coded axes (`_decode_prefix`), several times faster than gathering columns per plane.
+    prefix = all(np.array_equal(axes_j, np.arange(len(axes_j))) for _, axes_j, _ in planes)
+    n_coded = int(coded.sum())
     for name, value in (("bits", bits), ("planes", planes), ("value_bits", value_bits),
                         ("coded", coded), ("levels", levels),
                         # decoded coordinate = (value + 0.5 - levels / 2) * unit_step * scale
-                        ("unit_step", np.where(coded, 2.0 / levels, 0.0).astype(np.float32))):
+                        ("unit_step", unit_step),
+                        ("_prefix", prefix and n_coded > 0),
+                        ("_centre", (0.5 - levels / 2)[:n_coded]),
+                        ("_step", (unit_step * self.row_axes.spread)[:n_coded]),
+                        ("_back", np.ascontiguousarray(self.row_axes.axes.T[:n_coded]))):
       object.__setattr__(self, name, value)
 
   def encode(self, x: np.ndarray) -> np.ndarray:
@@ -170,14 +180,29 @@ class RowCode:
   def decode(self, stored: np.ndarray) -> np.ndarray:
     """uint8 [n, row_bytes] -> float32 rows [n, d]."""
     stored = np.asarray(stored, np.uint8)
-    n = stored.shape[0]
-    values = np.zeros((n, self.row_axes.dim), np.float32)
     stream = np.unpackbits(stored[:, :-SCALE_BYTES], axis=1, bitorder="little")
+    scale = np.ascontiguousarray(stored[:, -SCALE_BYTES:]).view(np.float16).astype(np.float32)
+    if self._prefix:
+      return self._decode_prefix(stream, scale)
+    return self._decode_gathering(stream, scale)
+
+  def _decode_gathering(self, stream: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """`decode` for any layout: each plane's bits are added to its axes' columns."""
+    values = np.zeros((stream.shape[0], self.row_axes.dim), np.float32)
     for j, axes_j, offset in self.planes:
       values[:, axes_j] += stream[:, offset:offset + len(axes_j)] * np.float32(2 ** j)
-    scale = np.ascontiguousarray(stored[:, -SCALE_BYTES:]).view(np.float16).astype(np.float32)
     y = (values + 0.5 - self.levels / 2) * (self.unit_step * self.row_axes.spread) * scale
     return y @ self.row_axes.axes.T
+
+  def _decode_prefix(self, stream: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """`decode` when plane j holds bit j of the first len(axes_j) axes (see __post_init__)."""
+    n_coded = len(self.planes[0][1])
+    dtype = np.uint8 if len(self.planes) <= 8 else np.uint16
+    values = stream[:, :n_coded].astype(dtype)
+    for j, axes_j, offset in self.planes[1:]:
+      values[:, :len(axes_j)] += stream[:, offset:offset + len(axes_j)].astype(dtype) << j
+    y = (values.astype(np.float32) + self._centre) * self._step * scale
+    return y @ self._back
 
 
 _CODES: dict[tuple[str, int], RowCode] = {}

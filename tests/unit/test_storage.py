@@ -8,7 +8,8 @@ import pytest
 from nafp_jax.catalogue import check, generations, storage as storage_lib, store as catalogue_lib
 from nafp_jax.catalogue.spool import spool_beside
 from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
-from nafp_jax.catalogue.transform_coding import ROW_AXES_FILE, RowAxes, RowAxesError, allocate_bits
+from nafp_jax.catalogue.transform_coding import (ROW_AXES_FILE, RowAxes, RowAxesError, RowCode,
+                                                 allocate_bits)
 from nafp_jax.search import neighbors
 from nafp_jax.search.neighbors import ExactIndex, RescoredIndex, ScannIndex
 from nafp_jax.search.subsequence import subsequence_search
@@ -315,6 +316,20 @@ def test_transform_coded_rows_round_trip_finer_than_coordinates_of_the_same_size
   assert np.mean(error) < np.mean(int4) / 4 and np.max(error) < 5e-3
   with pytest.raises(RowAxesError, match="none were given"):
     storage_lib.encode(x, rows)
+
+
+@pytest.mark.parametrize("row_bytes", [32, 40, 300])
+def test_decoding_by_prefix_planes_equals_decoding_by_gathered_axes(row_bytes):
+  rng = np.random.default_rng(13)
+  code = RowCode(RowAxes.fit(_uneven(rng, 2_000), "m" * 40), row_bytes)
+  if row_bytes == 300:
+    assert code.bits.max() == 16  # more planes than a byte holds
+  stored = code.encode(_uneven(rng, 300))
+  stream = np.unpackbits(stored[:, :-2], axis=1, bitorder="little")
+  scale = np.ascontiguousarray(stored[:, -2:]).view(np.float16).astype(np.float32)
+  assert code._prefix  # pylint: disable=protected-access
+  np.testing.assert_allclose(code.decode(stored), code._decode_gathering(stream, scale),  # pylint: disable=protected-access
+                             rtol=0, atol=1e-6)
 
 
 def test_row_axes_are_saved_and_damage_is_named(tmp_path):
