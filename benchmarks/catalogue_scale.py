@@ -219,12 +219,14 @@ def add_album(cat, real, rng) -> float:
 def main(argv):
   del argv
   from nafp_jax.catalogue import store  # pylint: disable=g-import-not-at-top
-  from nafp_jax.catalogue.storage import DEFAULT, Storage  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.axes_fitting import model_default_storage  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.storage import Storage  # pylint: disable=g-import-not-at-top
   from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
   from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(FLAGS.seed)
   real = [store.Catalogue(Path(p).expanduser()) for p in FLAGS.real]
-  storage = Storage(FLAGS.storage or DEFAULT.rows, FLAGS.code_bytes or DEFAULT.code_bytes)
+  default = model_default_storage(Path(FLAGS.model).expanduser())
+  storage = Storage(FLAGS.storage or default.rows, FLAGS.code_bytes or default.code_bytes)
   audio_cat = store.Catalogue(Path(FLAGS.audio_catalogue or FLAGS.real[0]).expanduser())
   fingerprinter = Fingerprinter(load_encoder(FLAGS.model))
   start = time.perf_counter()

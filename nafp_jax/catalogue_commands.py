@@ -11,27 +11,32 @@ import argparse
 import json
 import sys
 
-from nafp_jax.catalogue.storage import CODE_BYTES, DEFAULT as DEFAULT_STORAGE, ROW_FORMATS, Storage
+from nafp_jax.catalogue.storage import (CODE_BYTES, DEFAULT as DEFAULT_STORAGE,
+                                       DEFAULT_WITHOUT_ROW_AXES, ROW_FORMATS, Storage,
+                                       default_storage)
 from nafp_jax.display import clock, printable
 
 
 def add_storage_options(p: argparse.ArgumentParser) -> None:
   p.add_argument("--storage", choices=ROW_FORMATS,
                  help=f"row format of the fingerprints kept for exact scoring (a new catalogue: "
-                      f"{DEFAULT_STORAGE.rows})")
+                      f"{DEFAULT_STORAGE.rows} if the model has row axes, else "
+                      f"{DEFAULT_WITHOUT_ROW_AXES.rows})")
   p.add_argument("--code-bytes", type=int, choices=CODE_BYTES,
                  help=f"bytes of ScaNN search code per fingerprint (a new catalogue: "
                       f"{DEFAULT_STORAGE.code_bytes})")
 
 
-def requested_storage(args) -> Storage | None:
-  """The storage --storage / --code-bytes ask for (what is not given: the catalogue's own if
-  it exists, else the default), or None when neither is given."""
-  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+def requested_storage(args, model_folder: str | None = None) -> Storage | None:
+  """The storage --storage / --code-bytes ask for, or None when neither is given.  What is
+  not given is the catalogue's own if it exists, else the default for the model in
+  `model_folder` (None: the shipped model)."""
+  from nafp_jax.catalogue import axes_fitting, store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.shipped_model import model_path  # pylint: disable=g-import-not-at-top
   if args.storage is None and args.code_bytes is None:
     return None
   base = (catalogue_lib.Catalogue(args.db).storage_scheme if catalogue_lib.exists(args.db)
-          else DEFAULT_STORAGE)
+          else axes_fitting.model_default_storage(model_path(model_folder)))
   return Storage(args.storage or base.rows, args.code_bytes or base.code_bytes)
 
 
@@ -46,7 +51,7 @@ def _storage_summary(cat) -> str:
 def cmd_convert(args) -> int:
   from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
   cat = catalogue_lib.Catalogue(args.db)
-  wanted = requested_storage(args) or DEFAULT_STORAGE
+  wanted = requested_storage(args) or _default_conversion(cat, args.model)
   if wanted == cat.storage_scheme and cat.code_bytes is not None:
     print(f"{cat.root}: already stores {wanted.describe()}; nothing to do")
     return 0
@@ -54,6 +59,15 @@ def cmd_convert(args) -> int:
   cat = catalogue_lib.restore(cat, wanted, _model_row_axes(cat, wanted, args.model))
   print(f"{cat.root}: was {before}\n{' ' * len(str(cat.root))}  now {_storage_summary(cat)}")
   return 0
+
+
+def _default_conversion(cat, model: str | None) -> Storage:
+  """What `nafp convert` without --storage / --code-bytes converts to: the default storage,
+  transform-coded when the catalogue or its model has row axes."""
+  from nafp_jax.catalogue import axes_fitting  # pylint: disable=g-import-not-at-top
+  if cat.row_axes is not None:
+    return default_storage(True)
+  return axes_fitting.model_default_storage(model or cat.manifest["model_source"])
 
 
 def _model_row_axes(cat, wanted: Storage, model: str | None):

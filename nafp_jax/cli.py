@@ -24,7 +24,6 @@ from pathlib import Path
 import sys
 from typing import Sequence
 
-from nafp_jax.catalogue.storage import DEFAULT as DEFAULT_STORAGE
 from nafp_jax.catalogue_commands import (add_catalogue_parsers, add_storage_options, print_threshold,
                                          requested_storage)
 from nafp_jax.display import clock, printable
@@ -74,17 +73,26 @@ def _check_spread(fingerprinter, args) -> None:
 
 
 def cmd_index(args) -> int:
+  from nafp_jax.catalogue import storage as storage_lib  # pylint: disable=g-import-not-at-top
   from nafp_jax.catalogue.service import CatalogueService  # pylint: disable=g-import-not-at-top
   from nafp_jax.models import embedding_spread  # pylint: disable=g-import-not-at-top
   db = Path(args.db).expanduser()
   try:  # a new catalogue's model is checked for collapse; an existing one's was at creation
-    service = CatalogueService.open_or_create(db, args.model, requested_storage(args))
+    service = CatalogueService.open_or_create(db, args.model,
+                                              requested_storage(args, args.model))
   except embedding_spread.CollapsedModelError as e:
     if not args.allow_collapsed:
       raise
     print(f"warning: {e}", file=sys.stderr)
-    service = CatalogueService.open_or_create(db, args.model, requested_storage(args),
+    service = CatalogueService.open_or_create(db, args.model, requested_storage(args, args.model),
                                               allow_collapsed=True)
+  if service.created:
+    scheme = service.catalogue.storage_scheme
+    untransformed = (args.storage is None
+                     and scheme.rows == storage_lib.DEFAULT_WITHOUT_ROW_AXES.rows)
+    print(f"new catalogue {db}: {scheme.describe()}" + (
+        " (the model has no row axes; after `nafp fit-row-axes MODEL MUSIC`, `nafp convert` "
+        f"re-stores it in the smaller {storage_lib.DEFAULT.rows} rows)" if untransformed else ""))
   if service.created and service.threshold is None:
     print(f"warning: the model has no default no-match threshold, so every query of {db} "
           "will be answered MATCH with its best track until you run `nafp calibrate --db "
@@ -160,7 +168,8 @@ def cmd_import(args) -> int:
     cat.check_model(manifest["model_identity"])
   else:
     from nafp_jax.catalogue import axes_fitting, storage as storage_lib  # pylint: disable=g-import-not-at-top
-    storage = requested_storage(args) or DEFAULT_STORAGE
+    storage = (requested_storage(args, manifest["model_source"])
+               or axes_fitting.model_default_storage(manifest["model_source"]))
     row_axes = (axes_fitting.read_model_row_axes(manifest["model_source"],
                                                  manifest["model_identity"])
                 if storage_lib.needs_row_axes(storage.rows) else None)

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from nafp_jax.catalogue.identify import expand_inputs, fingerprint_files
+from nafp_jax.catalogue.storage import Storage, default_storage
 from nafp_jax.catalogue.transform_coding import ROW_AXES_FILE, RowAxes, RowAxesError
 from nafp_jax.inference.fingerprinter import Fingerprinter
 
@@ -50,6 +51,12 @@ def fit_row_axes(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
                      "fingerprinted")
   fingerprints = np.concatenate(rows)
   return RowAxes.fit(fingerprints, fingerprinter.bundle.identity), int(fingerprints.shape[0])
+
+
+def model_default_storage(model_folder: str | os.PathLike) -> Storage:
+  """The storage of a new catalogue of the model in `model_folder`: transform-coded rows
+  when the folder has row axes, else the default for models without them."""
+  return default_storage((Path(model_folder) / ROW_AXES_FILE).is_file())
 
 
 def read_model_row_axes(model_folder: str | os.PathLike, model_identity: str

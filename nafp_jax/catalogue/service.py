@@ -30,7 +30,7 @@ from nafp_jax.audio import audio_io
 from nafp_jax.catalogue import calibration, identify as identify_lib, no_match
 from nafp_jax.catalogue import store as catalogue_lib
 from nafp_jax.catalogue import axes_fitting, storage as storage_lib
-from nafp_jax.catalogue.storage import DEFAULT as DEFAULT_STORAGE, Storage
+from nafp_jax.catalogue.storage import Storage
 from nafp_jax.inference.encoder_bundle import load_encoder
 from nafp_jax.inference.fingerprinter import Fingerprinter, QueryTooShortError
 from nafp_jax.inference.shipped_model import model_path
@@ -63,15 +63,17 @@ class CatalogueService:
 
   @classmethod
   def create(cls, db: str | os.PathLike, model: str | os.PathLike | None = None,
-             storage: Storage = DEFAULT_STORAGE, allow_collapsed: bool = False
+             storage: Storage | None = None, allow_collapsed: bool = False
              ) -> CatalogueService:
     """A new, empty catalogue for `model` (None: the shipped model) with the model's default
-    no-match threshold, if it has one.  A collapsed model (its fingerprints of different
+    no-match threshold, if it has one; `storage` None: the default for the model
+    (axes_fitting.model_default_storage).  A collapsed model (its fingerprints of different
     sounds all alike) is refused unless `allow_collapsed`."""
     folder = model_path(str(model) if model is not None else None)
     fingerprinter = Fingerprinter(load_encoder(folder))
     if not allow_collapsed:
       embedding_spread.check_model_spread(fingerprinter)
+    storage = storage or axes_fitting.model_default_storage(folder)
     row_axes = (axes_fitting.read_model_row_axes(folder, fingerprinter.bundle.identity)
                 if storage_lib.needs_row_axes(storage.rows) else None)
     cat = catalogue_lib.create(db, fingerprinter.bundle.identity, fingerprinter.bundle.source,
@@ -92,7 +94,7 @@ class CatalogueService:
             f"{service.catalogue.root}: stores {service.catalogue.storage_scheme.describe()}, "
             f"not {storage.describe()} (`nafp convert` re-stores a catalogue)")
       return service
-    return cls.create(db, model, storage or DEFAULT_STORAGE, allow_collapsed)
+    return cls.create(db, model, storage, allow_collapsed)
 
   # -- what is in it ---------------------------------------------------------------------
 

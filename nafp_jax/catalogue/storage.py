@@ -60,8 +60,8 @@ def rounding_is_idempotent(rows: str) -> bool:
 @dataclasses.dataclass(frozen=True)
 class Storage:
   """A row format and a search-code size (bytes per fingerprint)."""
-  rows: str = "int6"
-  code_bytes: int = 32
+  rows: str
+  code_bytes: int
 
   def __post_init__(self):
     if self.rows not in ROW_FORMATS:
@@ -92,7 +92,16 @@ class Storage:
     return f"{self.rows} rows, {self.code_bytes}-byte search codes"
 
 
-DEFAULT = Storage()
+# A new catalogue's storage: the smallest within a point of float32's hit rates on DEV
+# (benchmarks/RESULTS.md §7).  Transform-coded rows need the model's fitted axes, so a
+# catalogue of a model without them (`nafp fit-row-axes` adds them) gets int6 rows.
+DEFAULT = Storage("tc74", 32)
+DEFAULT_WITHOUT_ROW_AXES = Storage("int6", 32)
+
+
+def default_storage(has_row_axes: bool) -> Storage:
+  """The storage of a new catalogue whose model has (or lacks) fitted row axes."""
+  return DEFAULT if has_row_axes else DEFAULT_WITHOUT_ROW_AXES
 
 
 def stored_dtype(rows: str) -> type:

@@ -264,17 +264,19 @@ def exists(root: str | os.PathLike) -> bool:
 
 
 def create(root: str | os.PathLike, model_identity: str, model_source: str, dim: int,
-           storage: Storage = storage_lib.DEFAULT,
+           storage: Storage | None = None,
            threshold: NoMatchThreshold | None = None,
            row_axes: RowAxes | None = None) -> Catalogue:
   """Create an empty catalogue (refuses to touch an existing non-catalogue folder).
 
   `storage` is how its rows and search codes are stored (storage.py; ValueError if it
-  cannot hold `dim`-dimensional fingerprints); `threshold` is its initial no-match
-  threshold: the model's default, normally; `row_axes` the model's principal axes, which a
-  transform-coded row format needs (RowAxesError without them).
+  cannot hold `dim`-dimensional fingerprints; None: the default, transform-coded if
+  `row_axes` are given); `threshold` is its initial no-match threshold: the model's default,
+  normally; `row_axes` the model's principal axes, which a transform-coded row format needs
+  (RowAxesError without them).
   """
   root = Path(root).expanduser()
+  storage = storage or storage_lib.default_storage(row_axes is not None)
   storage.check_dim(dim)
   check_row_axes(root, row_axes, storage, model_identity, dim)
   if root.exists() and any(p.name not in (".lock",) for p in root.iterdir()):

@@ -8,6 +8,7 @@ import pytest
 
 from nafp_jax.audio import synthetic_audio
 from nafp_jax.catalogue import storage as storage_lib, store as catalogue_lib
+from nafp_jax.catalogue.storage import Storage
 from tests.cli_runner import run_cli as _run
 
 
@@ -52,13 +53,23 @@ def test_fit_row_axes_then_transform_coded_catalogues(tmp_path, model_dir, music
   code, _, err = _run(capsys, "index", music, "--db", db, "--model", model, "--storage", "tc74",
                       "--quiet")
   assert code == 1 and "nafp fit-row-axes" in err and not catalogue_lib.exists(db)
+  # A model without axes: the default rows are int6 (what is not asked for is the default).
+  plain = tmp_path / "plain"
+  _, out, _ = _run(capsys, "index", music / "song0.wav", "--db", plain, "--model", model,
+                   "--code-bytes", 16, "--quiet")
+  assert "int6 rows, 16-byte search codes (the model has no row axes" in out
+  assert catalogue_lib.Catalogue(plain).storage_scheme == Storage("int6", 16)
   code, out, _ = _run(capsys, "fit-row-axes", model, music, "--quiet")
   assert code == 0 and "fitted on" in out and (model / "row_axes.npz").exists()
-  code, out, _ = _run(capsys, "index", music, "--db", db, "--model", model, "--storage", "tc74",
-                      "--quiet")
-  assert code == 0 and "added 4 track(s)" in out
+  # With axes, a new catalogue is transform-coded unless asked otherwise ...
+  code, out, _ = _run(capsys, "index", music, "--db", db, "--model", model, "--quiet")
+  assert code == 0 and "added 4 track(s)" in out and "tc74 rows, 32-byte search codes\n" in out
   cat = catalogue_lib.Catalogue(db)
+  assert cat.storage_scheme == storage_lib.DEFAULT == Storage("tc74", 32)
   assert cat.matrix.stored.shape == (sum(t.row_count for t in cat.tracks), 74)
+  # ... and `nafp convert` with no options brings an older catalogue to that default.
+  code, out, _ = _run(capsys, "convert", "--db", plain)
+  assert code == 0 and "now tc74 rows, 32-byte search codes" in out
   code, out, _ = _run(capsys, "query", music / "song3.wav", "--db", db, "--model", model, "--json")
   assert json.loads(out)[0]["results"][0]["track"] == "song3.wav"
   code, out, _ = _run(capsys, "check", "--db", db)
