@@ -164,14 +164,20 @@ class RowCode:
     # In float64, so that how rows are batched does not move a coordinate across a cell edge.
     x = np.asarray(x, np.float32).astype(np.float64)
     y = (x @ self.row_axes.axes.astype(np.float64)) / self.row_axes.spread
-    largest = np.max(np.abs(y[:, self.coded]), axis=1, keepdims=True)
+    # With prefix planes the coded axes are the first ones: slices instead of gathers.
+    coded = slice(0, len(self._centre)) if self._prefix else self.coded
+    y = y[:, coded]
+    largest = np.max(np.abs(y), axis=1, keepdims=True)
     scale = np.minimum(largest, np.finfo(np.float16).max).astype(np.float16)
     safe = np.where(scale > 0, scale.astype(np.float32), 1.0)
-    cells = np.floor(y / (safe * self.unit_step + ~self.coded))
-    values = np.clip(cells + self.levels / 2, 0, self.levels - 1).astype(np.int64)
+    levels = self.levels[coded]
+    cells = np.floor(y / (safe * self.unit_step[coded]))
+    values = np.clip(cells + levels / 2, 0, levels - 1).astype(np.int32)
     stream = np.zeros((x.shape[0], self.value_bits), np.uint8)
+    axis_of = np.cumsum(self.coded) - 1  # an axis's column among the coded ones
     for j, axes_j, offset in self.planes:
-      stream[:, offset:offset + len(axes_j)] = (values[:, axes_j] >> j) & 1
+      columns = slice(0, len(axes_j)) if self._prefix else axis_of[axes_j]
+      stream[:, offset:offset + len(axes_j)] = (values[:, columns] >> j) & 1
     out = np.empty((x.shape[0], self.row_bytes), np.uint8)
     out[:, :-SCALE_BYTES] = np.packbits(stream, axis=1, bitorder="little")
     out[:, -SCALE_BYTES:] = scale.view(np.uint8).reshape(x.shape[0], SCALE_BYTES)
