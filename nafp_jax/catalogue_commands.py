@@ -208,7 +208,9 @@ def _durations(text: str) -> tuple[float, ...]:
 def add_catalogue_parsers(sub, add, formatter_class) -> None:
   """Register the commands on cli.py's subparsers (`add` makes one taking --db)."""
   p = add("convert", cmd_convert, "Re-store a catalogue's fingerprints in another storage "
-          "(row format, search code size) without re-fingerprinting; atomic.")
+          "(row format, search code size) without re-fingerprinting; atomic. With neither "
+          f"--storage nor --code-bytes: the default storage ({DEFAULT_STORAGE.rows} rows if the "
+          "catalogue or its model has row axes).")
   add_storage_options(p)
   p.add_argument("--model", help="model folder whose row axes a tc format rounds in (default: "
                  "the folder of the model that built the catalogue)")
