@@ -5,7 +5,7 @@
 A query's candidates are re-scored from the stored rows (search/neighbors.py,
 RescoredIndex): a 5 s query of 10 sub-hop phases x 41 fingerprints x 40 candidates decodes
 about 16,400 rows, so the decode speed of the row format is part of every query's latency.
-Prints, per row format, the milliseconds to decode that many rows (random rows of the
+Prints, per row format, the milliseconds to decode (and to encode) that many rows (random rows of the
 catalogue, in its float32 copy, encoded once in each format) side by side in one run; for the
 transform-coded formats also the general per-axis path (`RowCode._decode_gathering`) that
 the layout of fitted axes lets decoding skip.
@@ -49,7 +49,9 @@ def main(argv):
       continue
     stored = storage.encode(x, rows, row_axes)
     rate = timed_rate(lambda: storage.decode(stored, rows, row_axes), len(x), FLAGS.seconds)
-    line = f"{rows:8s} {stored.shape[1]:3d} B/row  {1e3 * len(x) / rate:6.2f} ms"
+    encode_rate = timed_rate(lambda: storage.encode(x, rows, row_axes), len(x), FLAGS.seconds)
+    line = (f"{rows:8s} {stored.shape[1]:3d} B/row  decode {1e3 * len(x) / rate:6.2f} ms  "
+            f"encode {1e3 * len(x) / encode_rate:6.2f} ms")
     if storage.needs_row_axes(rows):
       code = transform_coding.row_code(row_axes, storage.TRANSFORM_CODED_BYTES[rows])
       stream = np.unpackbits(stored[:, :-transform_coding.SCALE_BYTES], axis=1,
