@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
       # Steps over which warm-up + cosine run; 0: num_train_steps when the run starts.
       # Fixed for the life of a workdir: extending a run keeps it (train.schedule_horizon).
       schedule_steps=0,
+      # 'constant_then_cosine' only: the last steps of the horizon, which decay by a cosine.
+      decay_steps=0,
   ))
   config.batch_size = 256          # global number of (anchor, positive) pairs
   config.num_train_steps = 100_000

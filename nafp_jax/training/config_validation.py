@@ -13,9 +13,9 @@ import ml_collections
 
 from input_pipeline.recording_artifacts import DEVICE_FAMILIES
 from nafp_jax.training.loss import LOSSES
+from nafp_jax.training.optimizers import SCHEDULES
 
 _OPTIMIZERS = ("adam", "adamw", "lamb", "lars")
-_SCHEDULES = ("constant", "cosine")
 # The attention encoder's input is 64 x 96; a stem and six blocks (five of stride 2) end at 2 x 3.
 _ATTENTION_STAGES = 7
 _MAP_AFTER_ATTENTION = 2 * 3
@@ -81,9 +81,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   o = config.optimizer
   if o.name not in _OPTIMIZERS:
     raise ConfigError(f"optimizer.name must be one of {', '.join(_OPTIMIZERS)}, got {o.name!r}")
-  if o.schedule not in _SCHEDULES:
-    raise ConfigError(f"optimizer.schedule must be one of {', '.join(_SCHEDULES)}, "
+  if o.schedule not in SCHEDULES:
+    raise ConfigError(f"optimizer.schedule must be one of {', '.join(SCHEDULES)}, "
                       f"got {o.schedule!r}")
+  if o.schedule == "constant_then_cosine":
+    _positive("optimizer.decay_steps", o.get("decay_steps", 0), integer=True)
+    horizon = o.get("schedule_steps", 0) or config.num_train_steps
+    if o.decay_steps + o.warmup_steps > horizon:
+      raise ConfigError(f"optimizer.decay_steps {o.decay_steps} plus optimizer.warmup_steps "
+                        f"{o.warmup_steps} exceed the schedule's {horizon} steps")
   _positive("optimizer.learning_rate", o.learning_rate)
   for key in ("batch_size", "num_train_steps", "log_every_steps", "eval_every_steps",
               "checkpoint_every_steps", "num_eval_batches"):

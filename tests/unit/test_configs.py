@@ -36,6 +36,38 @@ def test_large_batch_warmup_cosine(name):
   np.testing.assert_allclose(float(schedule(config.num_train_steps)), 0.01 * peak, rtol=1e-4)
 
 
+def test_constant_then_cosine_holds_the_peak_then_decays_over_its_tail():
+  config = importlib.import_module("configs.small").get_config()
+  config.optimizer.schedule = "constant_then_cosine"
+  config.optimizer.warmup_steps = 10
+  config.optimizer.decay_steps = 400
+  config.optimizer.final_lr_fraction = 0.02
+  peak = config.optimizer.learning_rate
+  schedule = optimizers.learning_rate_schedule(config.optimizer, 1000)
+  assert float(schedule(0)) == 0.0 and float(schedule(5)) < peak
+  for step in (10, 300, 600):
+    np.testing.assert_allclose(float(schedule(step)), peak, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(800)), peak * (0.02 + 0.98 * 0.5), rtol=1e-5)
+  np.testing.assert_allclose(float(schedule(1000)), 0.02 * peak, rtol=1e-4)
+  lrs = [float(schedule(s)) for s in range(600, 1001, 50)]
+  assert all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_constant_then_cosine_needs_a_tail_inside_the_horizon():
+  from nafp_jax.training import config_validation  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module("configs.small").get_config()
+  config.optimizer.schedule = "constant_then_cosine"
+  with pytest.raises(config_validation.ConfigError, match="optimizer.decay_steps"):
+    config_validation.validate(config)
+  config.optimizer.decay_steps = config.num_train_steps + 1
+  with pytest.raises(config_validation.ConfigError, match="exceed the schedule"):
+    config_validation.validate(config)
+  with pytest.raises(ValueError, match="optimizer.decay_steps must be in"):
+    optimizers.learning_rate_schedule(config.optimizer, config.num_train_steps)
+  config.optimizer.decay_steps = 4500
+  config_validation.validate(config)
+
+
 def test_unknown_optimizer_is_named():
   config = importlib.import_module("configs.tiny").get_config()
   config.optimizer.name = "adamm"
