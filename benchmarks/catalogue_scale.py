@@ -22,7 +22,9 @@ the build, resident memory of the opened catalogue and searcher (measured in a f
 that opens it and searches --memory_queries query fingerprints, so that neither the memory the
 build freed nor this process's own libraries enter it), p50/p95 latency of one query searched alone, hit rates, and the time to add one
 album (--album_minutes of new tracks) with `store.update` (the searcher extended, not trained
-again).  A catalogue already in --workdir at a size is reused (its build figures are the first
+again).  Each catalogue is built by a process of its own (this module with --build_only), so
+the peak memory reported is the build's, not that of the process that fingerprinted the
+queries.  A catalogue already in --workdir at a size is reused (its build figures are the first
 run's); the albums added stay in it.
 """
 
@@ -55,6 +57,9 @@ flags.DEFINE_string("noise", "folder:~/.cache/nafp/open_corpus/noise", "noise so
 flags.DEFINE_float("album_minutes", 45.0, "length of the album added to each catalogue")
 flags.DEFINE_integer("seed", 0, "random seed")
 flags.DEFINE_integer("memory_queries", 50, "5 s queries the memory-measuring process searches")
+flags.DEFINE_bool("build_only", False, "only build the catalogues of --hours that --workdir "
+                  "lacks, in this process, and print their build figures (what a full run "
+                  "starts as a child process)")
 
 ROWS_PER_HOUR = 36_000
 QUERY_S = 5.0
@@ -134,8 +139,25 @@ def _stand_ins(catalogues, rows_wanted: int, rng, prefix: str):
     i += 1
 
 
+def catalogue_folder(hours: float, storage) -> Path:
+  return Path(FLAGS.workdir).expanduser() / f"{storage.rows}_{storage.code_bytes}_{hours:g}h"
+
+
+def build_in_child(hours: float, storage) -> dict:
+  """Build figures of the catalogue of `hours`, built by a fresh process unless it exists."""
+  info = catalogue_folder(hours, storage) / "build.json"
+  if not info.exists():
+    subprocess.run([sys.executable, "-m", "benchmarks.catalogue_scale", "--build_only",
+                    f"--real={','.join(FLAGS.real)}", f"--model={FLAGS.model}",
+                    f"--hours={hours:g}", f"--workdir={FLAGS.workdir}",
+                    f"--storage={storage.rows}", f"--code_bytes={storage.code_bytes}",
+                    f"--perturbation={FLAGS.perturbation}", f"--seed={FLAGS.seed}"], check=True)
+  return json.loads(info.read_text())
+
+
 def build(folder: Path, hours: float, real, storage, rng) -> dict:
-  """The catalogue of `hours` in `folder` (reused if there); its build figures."""
+  """The catalogue of `hours` in `folder` (reused if there); its build figures, the peak
+  resident memory being that of the calling process."""
   from nafp_jax.catalogue import axes_fitting, store, storage as storage_lib  # pylint: disable=g-import-not-at-top
   info = folder / "build.json"
   if store.exists(folder) and info.exists():
@@ -221,22 +243,26 @@ def main(argv):
   from nafp_jax.catalogue import store  # pylint: disable=g-import-not-at-top
   from nafp_jax.catalogue.axes_fitting import model_default_storage  # pylint: disable=g-import-not-at-top
   from nafp_jax.catalogue.storage import Storage  # pylint: disable=g-import-not-at-top
-  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
-  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(FLAGS.seed)
   real = [store.Catalogue(Path(p).expanduser()) for p in FLAGS.real]
   default = model_default_storage(Path(FLAGS.model).expanduser())
   storage = Storage(FLAGS.storage or default.rows, FLAGS.code_bytes or default.code_bytes)
+  if FLAGS.build_only:
+    for hours in map(float, FLAGS.hours):
+      figures = build(catalogue_folder(hours, storage), hours, real, storage, rng)
+      print(f"{hours:g} h: {json.dumps(figures)}", flush=True)
+    return
+  from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
+  from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   audio_cat = store.Catalogue(Path(FLAGS.audio_catalogue or FLAGS.real[0]).expanduser())
   fingerprinter = Fingerprinter(load_encoder(FLAGS.model))
   start = time.perf_counter()
   queries, truth_sha1, truth_start = make_queries(audio_cat, fingerprinter, rng)
   print(f"{len(queries)} queries of {QUERY_S:g} s, noise at {FLAGS.snr_db:g} dB, fingerprinted "
         f"in {time.perf_counter() - start:.0f} s; storage: {storage.describe()}")
-  workdir = Path(FLAGS.workdir).expanduser()
   for hours in map(float, FLAGS.hours):
-    folder = workdir / f"{storage.rows}_{storage.code_bytes}_{hours:g}h"
-    built = build(folder, hours, real, storage, rng)
+    folder = catalogue_folder(hours, storage)
+    built = build_in_child(hours, storage)
     resident = describe_memory(opened_memory(folder, FLAGS.memory_queries))
     cat = store.Catalogue(folder)
     cat.neighbor_index("auto")
@@ -244,7 +270,7 @@ def main(argv):
     mb_per_hour = cat.disk_bytes / 1e6 / cat.hours
     album_s = add_album(cat, real, rng)
     print(f"{hours:g} h: {built['rows']:,} rows, {mb_per_hour:.2f} MB per hour on disk, built in "
-          f"{built['build_s']:.0f} s (peak RSS of the process {built['build_peak_rss_mb']:.0f} MB); opened: "
+          f"{built['build_s']:.0f} s (peak RSS of the build {built['build_peak_rss_mb']:.0f} MB); opened: "
           f"{resident}; one 5 s query: p50 {figures['p50_ms']:.1f} ms, p95 "
           f"{figures['p95_ms']:.1f} ms; hit rate {100 * figures['hit_rate']:.1f} % "
           f"({len(queries)}), first {FLAGS.exact_queries}: {100 * figures['hit_rate_first']:.1f} "

@@ -4,7 +4,8 @@ The transform-coded row formats round fingerprints in the principal axes of the 
 own fingerprints.  Those axes are a property of the model, not of any one catalogue (a
 catalogue's first rows may all be one track), so they are fitted once on music of the kind
 the model was trained on, stored in the model folder beside its no-match default, and
-copied into every catalogue that uses them.
+copied into every catalogue that uses them.  Reading a model's axes or default storage needs
+no model code (a catalogue build can run without JAX); only fitting fingerprints music.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from nafp_jax.catalogue.identify import expand_inputs, fingerprint_files
 from nafp_jax.catalogue.storage import Storage, default_storage
 from nafp_jax.catalogue.transform_coding import ROW_AXES_FILE, RowAxes, RowAxesError
-from nafp_jax.inference.fingerprinter import Fingerprinter
+
+if TYPE_CHECKING:
+  from nafp_jax.inference.fingerprinter import Fingerprinter
 
 DEFAULT_FILES = 120
 
@@ -27,6 +29,7 @@ DEFAULT_FILES = 120
 def spread_sample(inputs: Sequence[str | os.PathLike], files: int) -> list[Path]:
   """Up to `files` audio files of `inputs`, chosen by a hash of their paths (so from across
   the folders, and the same whatever the order of listing)."""
+  from nafp_jax.catalogue.identify import expand_inputs  # pylint: disable=g-import-not-at-top
   found = expand_inputs(inputs)
   ranked = sorted(found, key=lambda p: hashlib.sha1(str(p).encode()).hexdigest())
   return sorted(ranked[:files])
@@ -37,6 +40,7 @@ def fit_row_axes(fingerprinter: Fingerprinter, inputs: Sequence[str | os.PathLik
   """(the model's row axes, fingerprints they were fitted on) from up to `files` files;
   unusable files are skipped (and logged), a duplicate counts once."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.identify import fingerprint_files  # pylint: disable=g-import-not-at-top
   sample = spread_sample(inputs, files)
   if not sample:
     raise ValueError(f"{', '.join(map(str, inputs))}: no audio files to fit row axes on")
