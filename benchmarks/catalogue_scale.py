@@ -167,13 +167,17 @@ def build(folder: Path, hours: float, real, storage, rng) -> dict:
   if wanted < real_rows:
     raise ValueError(f"{hours:g} h is smaller than the real catalogues ({real_rows:,} rows)")
   start = time.perf_counter()
-  row_axes = None
-  if storage_lib.needs_row_axes(storage.rows):  # the real catalogue's copy, else its model's
-    row_axes = real[0].row_axes or axes_fitting.read_model_row_axes(
-        real[0].manifest["model_source"], real[0].manifest["model_identity"])
-  cat = store.create(folder, real[0].manifest["model_identity"],
-                     real[0].manifest["model_source"], real[0].manifest["dim"], storage,
-                     row_axes=row_axes)
+  resumed = store.exists(folder)
+  if resumed:  # an interrupted build: its searcher pieces are reused (the same rows again)
+    cat = store.Catalogue(folder)
+  else:
+    row_axes = None
+    if storage_lib.needs_row_axes(storage.rows):  # the real catalogue's copy, else its model's
+      row_axes = real[0].row_axes or axes_fitting.read_model_row_axes(
+          real[0].manifest["model_source"], real[0].manifest["model_identity"])
+    cat = store.create(folder, real[0].manifest["model_identity"],
+                       real[0].manifest["model_source"], real[0].manifest["dim"], storage,
+                       row_axes=row_axes)
 
   def tracks():
     yield from _real_tracks(real)
@@ -181,7 +185,8 @@ def build(folder: Path, hours: float, real, storage, rng) -> dict:
 
   cat = store.update(cat, add=tracks())
   figures = {"rows": int(cat.matrix.shape[0]), "build_s": time.perf_counter() - start,
-             "build_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+             "build_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+             "resumed": resumed}
   info.write_text(json.dumps(figures))
   return figures
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nafp_jax.catalogue import storage as storage_lib
-from nafp_jax.catalogue.generations import sha256_of
+from nafp_jax.catalogue.generations import SEARCHER_WORK, sha256_of
 from nafp_jax.catalogue.spool import SPOOL_PREFIX
 from nafp_jax.catalogue.store import Catalogue, CatalogueError
 
@@ -26,6 +26,10 @@ def verify(root: str | os.PathLike, chunk_rows: int = 1 << 16) -> tuple[Catalogu
   for stale in sorted(root.glob(".gen-tmp-*")) if root.is_dir() else []:
     problems.append(f"{stale.name}: left by an interrupted write (harmless; the next write "
                     "removes it)")
+  if (root / SEARCHER_WORK).is_dir():
+    problems.append(f"{SEARCHER_WORK}: the finished pieces of a searcher build that was "
+                    "interrupted (harmless; the same write run again reuses them, the next "
+                    "write that completes removes them)")
   for stale in sorted(root.glob(f"{SPOOL_PREFIX}*")) if root.is_dir() else []:
     problems.append(f"{stale.name}: fingerprints spooled by an indexing run that is still "
                     "going or was killed (harmless; remove it if no `nafp index` is running)")

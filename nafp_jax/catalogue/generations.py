@@ -3,7 +3,8 @@
 A generation is written complete in a temporary folder beside the live one (track table,
 rows, searcher, manifest with every file's size and SHA-256), flushed to disk, renamed
 into place and then named in CURRENT, so a reader sees either the old generation or the
-new one, never part of one.  Rows and search codes are stored as storage.py says.
+new one, never part of one.  Rows and search codes are stored as storage.py says.  A large
+new searcher is built in pieces in SEARCHER_WORK, which outlive an interrupted write.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from nafp_jax.catalogue.transform_coding import ROW_AXES_FILE, RowAxes, RowAxesE
 
 # How long a writer waits for another one to finish before giving up.
 LOCK_TIMEOUT_S = 600.0
+# Where a large new searcher is built in pieces (piecewise_build.py), in the catalogue's root:
+# an interrupted write leaves its finished pieces here and the same write run again reuses them.
+SEARCHER_WORK = ".searcher-build"
 
 
 @contextlib.contextmanager
@@ -107,6 +111,8 @@ def _publish(root: Path, tmp: Path, number: int) -> None:
       shutil.rmtree(old, ignore_errors=True)
   for stale in root.glob(".gen-tmp-*"):
     shutil.rmtree(stale, ignore_errors=True)
+  # Pieces of an interrupted searcher build serve only the write that had not published yet.
+  shutil.rmtree(root / SEARCHER_WORK, ignore_errors=True)
 
 
 def _link_tree(source: Path, target: Path) -> None:
@@ -275,11 +281,23 @@ def _write_searcher(folder: Path, matrix: FingerprintMatrix, storage: Storage,
                     chunk_rows: int = 1 << 18) -> None:
   """The ScaNN searcher over `matrix` (AH codes only; candidates are re-scored from the rows,
   `RescoredIndex`): the searcher in `extend` with rows first_new_row.. added, or a new one
-  trained and built from the rows chunk by chunk (never all rows as float32)."""
-  from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
+  trained and filled from the rows: in one go up to WHOLE_BUILD_MAX_ROWS rows, else in
+  resumable pieces kept in the catalogue's SEARCHER_WORK folder (never all rows as float32,
+  never the whole searcher in memory)."""
+  from nafp_jax.search import neighbors, piecewise_build  # pylint: disable=g-import-not-at-top
+  dims_per_block = storage.dims_per_block(matrix.shape[1])
+  if extend is None and matrix.shape[0] > neighbors.WHOLE_BUILD_MAX_ROWS:
+    from absl import logging  # pylint: disable=g-import-not-at-top
+
+    def progress(done: int, rows: int) -> None:
+      logging.info("searcher: %d of %d rows added", done, rows)
+
+    piecewise_build.write_searcher(matrix, folder / "scann", folder.parent / SEARCHER_WORK,
+                                   dims_per_block, piece_rows=neighbors.STREAM_CHUNK_ROWS,
+                                   progress=progress)
+    return
   if extend is None:
-    index = neighbors.ScannIndex.build(matrix, reorder=False,
-                                       dims_per_block=storage.dims_per_block(matrix.shape[1]))
+    index = neighbors.ScannIndex.build(matrix, reorder=False, dims_per_block=dims_per_block)
   else:
     index = neighbors.ScannIndex.load(extend)
     index.extend(matrix[lo:lo + chunk_rows]
@@ -310,8 +328,12 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
   `row_axes`: the principal axes a transform-coded row format rounds in (the generation
   keeps a copy as ROW_AXES_FILE; ignored for the other formats).
   Nothing is visible until the final rename; an exception leaves the live one as it was.
+  The caller holds `writer_lock`, so a temporary generation already there was left by a
+  writer that was killed: it is removed first (it can be as large as the catalogue).
   """
   root = Path(root)
+  for stale in root.glob(".gen-tmp-*"):
+    shutil.rmtree(stale, ignore_errors=True)
   dim = manifest["dim"]
   storage = Storage(manifest["storage"], int(manifest.get("code_bytes") or 64))
   manifest = dict(manifest)

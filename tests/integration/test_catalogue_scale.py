@@ -46,3 +46,8 @@ def test_build_only_adds_stand_ins_to_the_real_rows_and_is_reused(tmp_path):
   assert figures["build_s"] > 0 and figures["build_peak_rss_mb"] > 0
   # A second run finds the catalogue and reports the first run's figures.
   assert f"0.02 h: {json.dumps(figures)}" in _build_only(real.root, tmp_path / "scale")
+  # A build that was killed before it recorded its figures is resumed, not refused.
+  (folder / "build.json").unlink()
+  _build_only(real.root, tmp_path / "scale")
+  again = json.loads((folder / "build.json").read_text())
+  assert again["resumed"] and again["rows"] == figures["rows"]
