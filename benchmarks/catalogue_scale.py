@@ -54,7 +54,8 @@ flags.DEFINE_integer("queries", 200, "5 s queries")
 flags.DEFINE_integer("exact_queries", 20, "queries also searched exactly")
 flags.DEFINE_float("snr_db", 10.0, "noise level of the queries")
 flags.DEFINE_string("noise", "folder:~/.cache/nafp/open_corpus/noise", "noise source spec")
-flags.DEFINE_float("album_minutes", 45.0, "length of the album added to each catalogue")
+flags.DEFINE_float("album_minutes", 45.0, "length of the album added to each catalogue (0: "
+                   "none; adding one writes a new generation, a second copy on disk)")
 flags.DEFINE_integer("seed", 0, "random seed")
 flags.DEFINE_integer("memory_queries", 50, "5 s queries the memory-measuring process searches")
 flags.DEFINE_bool("build_only", False, "only build the catalogues of --hours that --workdir "
@@ -273,15 +274,15 @@ def main(argv):
     cat.neighbor_index("auto")
     figures = search_figures(cat, queries, truth_sha1, truth_start)
     mb_per_hour = cat.disk_bytes / 1e6 / cat.hours
-    album_s = add_album(cat, real, rng)
+    album = (f"one {FLAGS.album_minutes:g}-min album added in {add_album(cat, real, rng):.1f} s"
+             if FLAGS.album_minutes > 0 else "no album added")
     print(f"{hours:g} h: {built['rows']:,} rows, {mb_per_hour:.2f} MB per hour on disk, built in "
           f"{built['build_s']:.0f} s (peak RSS of the build {built['build_peak_rss_mb']:.0f} MB); opened: "
           f"{resident}; one 5 s query: p50 {figures['p50_ms']:.1f} ms, p95 "
           f"{figures['p95_ms']:.1f} ms; hit rate {100 * figures['hit_rate']:.1f} % "
           f"({len(queries)}), first {FLAGS.exact_queries}: {100 * figures['hit_rate_first']:.1f} "
           f"% vs exact {100 * figures['exact_hit_rate_first']:.1f} % (exact "
-          f"{figures['exact_s_per_query']:.1f} s a query); one {FLAGS.album_minutes:g}-min album "
-          f"added in {album_s:.1f} s", flush=True)
+          f"{figures['exact_s_per_query']:.1f} s a query); {album}", flush=True)
 
 
 if __name__ == "__main__":
