@@ -5,8 +5,9 @@
       --workdir=~/.cache/nafp/scale
 
 For each size a catalogue is written through nafp_jax/catalogue/store.py (streamed rows,
-the chunked ScaNN build, the default storage unless --storage/--code_bytes say
-otherwise) from:
+published with the searcher left for later, then the searcher built, in resumable pieces
+over 4 M rows, so a build that is killed and run again keeps both; the default storage
+unless --storage/--code_bytes say otherwise) from:
   * the real fingerprints of the `--real` catalogues (all their tracks, once), then
   * tracks that stand in for more music, each a real track with every fingerprint
     perturbed by Gaussian noise of std --perturbation/sqrt(d) and renormalised (cosine
@@ -169,7 +170,7 @@ def build(folder: Path, hours: float, real, storage, rng) -> dict:
     raise ValueError(f"{hours:g} h is smaller than the real catalogues ({real_rows:,} rows)")
   start = time.perf_counter()
   resumed = store.exists(folder)
-  if resumed:  # an interrupted build: its searcher pieces are reused (the same rows again)
+  if resumed:  # an interrupted build
     cat = store.Catalogue(folder)
   else:
     row_axes = None
@@ -184,7 +185,11 @@ def build(folder: Path, hours: float, real, storage, rng) -> dict:
     yield from _real_tracks(real)
     yield from _stand_ins(real, wanted - real_rows, rng, "s")
 
-  cat = store.update(cat, add=tracks())
+  # The rows first, published; then the searcher, in pieces. A build killed in the second
+  # step keeps its rows and finished pieces, so running it again goes on from there.
+  if not cat.searcher_pending:
+    cat = store.update(cat, add=tracks(), build_searcher=False)
+  cat = store.build_searcher(cat)
   figures = {"rows": int(cat.matrix.shape[0]), "build_s": time.perf_counter() - start,
              "build_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
              "resumed": resumed}

@@ -100,7 +100,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_check(args) -> int:
-  from nafp_jax.catalogue.check import verify  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.check import SEARCHER_NOT_BUILT, verify  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.generations import SEARCHER_WORK  # pylint: disable=g-import-not-at-top
   cat, problems = verify(args.db)
   for problem in problems:
     print(f"problem: {problem}")
@@ -109,9 +110,24 @@ def cmd_check(args) -> int:
     print(f"{cat.root}: {cat.manifest['num_tracks']} tracks, {cat.manifest['num_rows']} "
           f"fingerprints, {checked} file checksum(s) verified: "
           f"{'OK' if not problems else f'{len(problems)} problem(s)'}")
-  harmless = (".gen-tmp-", ".spool-", "no checksums")
+  harmless = (".gen-tmp-", ".spool-", "no checksums", SEARCHER_WORK, SEARCHER_NOT_BUILT)
   return 1 if problems and (cat is None or any(not p.startswith(harmless)
                                                for p in problems)) else 0
+
+
+def cmd_build_searcher(args) -> int:
+  import time  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import store as catalogue_lib  # pylint: disable=g-import-not-at-top
+  cat = catalogue_lib.Catalogue(args.db)
+  if not cat.searcher_pending:
+    print(f"{cat.root}: has the searcher its {cat.manifest['num_rows']} fingerprints need; "
+          "nothing to do")
+    return 0
+  start = time.perf_counter()
+  cat = catalogue_lib.build_searcher(cat)
+  print(f"{cat.root}: searcher of {cat.manifest['num_rows']} fingerprints built in "
+        f"{time.perf_counter() - start:.1f} s")
+  return 0
 
 
 def cmd_remove(args) -> int:
@@ -220,6 +236,10 @@ def add_catalogue_parsers(sub, add, formatter_class) -> None:
 
   add("check", cmd_check, "Verify a whole catalogue: checksums of its files, every "
       "fingerprint, the track table, the searcher; exit 1 on damage.")
+
+  add("build-searcher", cmd_build_searcher, "Build the ScaNN searcher of a catalogue loaded "
+      "with `nafp import --searcher-later`. A large one is built in pieces of a million "
+      "fingerprints: run again after an interruption, it goes on from the last finished piece.")
 
   p = add("remove", cmd_remove, "Remove tracks (by id, name, path or content hash).")
   p.add_argument("tracks", nargs="+")

@@ -183,9 +183,10 @@ def cmd_import(args) -> int:
         known.add(fields["sha1"])
         yield fields, fps
 
-  cat = catalogue_lib.update(cat, add=new())
+  cat = catalogue_lib.update(cat, add=new(), build_searcher=not args.searcher_later)
   print(f"catalogue {db}: {cat.manifest['num_tracks']} tracks, {cat.manifest['num_rows']} "
-        "fingerprints")
+        "fingerprints" + (f"; searcher not built yet: `nafp build-searcher --db {db}`"
+                          if cat.searcher_pending else ""))
   return 0
 
 
@@ -312,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
   p = add("import", cmd_import, "Build or extend a catalogue from an export folder (all shares).")
   p.add_argument("export", help="folder written by `nafp export`")
   add_storage_options(p)
+  p.add_argument("--searcher-later", action="store_true",
+                 help="write the fingerprints only and leave the ScaNN searcher for `nafp "
+                      "build-searcher` (loading many exports: each import then costs only its "
+                      "rows, and the searcher is trained once, on all of them)")
 
   add_catalogue_parsers(sub, add, HelpFormatter)
   add_stream_parsers(add)

@@ -17,6 +17,10 @@ from nafp_jax.catalogue.spool import SPOOL_PREFIX
 from nafp_jax.catalogue.store import Catalogue, CatalogueError
 
 
+# How `verify` words a searcher left for later: not damage.
+SEARCHER_NOT_BUILT = "searcher: not built yet"
+
+
 def verify(root: str | os.PathLike, chunk_rows: int = 1 << 16) -> tuple[Catalogue | None, list[str]]:
   """Check a whole catalogue: every file against its recorded SHA-256, every fingerprint
   finite and of unit length, the track table covering the rows exactly once, the searcher
@@ -67,7 +71,10 @@ def verify(root: str | os.PathLike, chunk_rows: int = 1 << 16) -> tuple[Catalogu
     expected = t.first_row + t.row_count
   if expected != cat.matrix.shape[0]:
     problems.append(f"track table covers {expected} rows, the matrix has {cat.matrix.shape[0]}")
-  if cat.matrix.shape[0]:
+  if cat.searcher_pending:
+    problems.append(f"{SEARCHER_NOT_BUILT} (the catalogue was loaded with it left for later; "
+                    f"`nafp build-searcher --db {cat.root}` builds it)")
+  elif cat.matrix.shape[0]:
     try:
       cat.neighbor_index("scann")
     except Exception as e:  # pylint: disable=broad-except

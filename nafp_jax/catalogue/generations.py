@@ -33,6 +33,8 @@ LOCK_TIMEOUT_S = 600.0
 # Where a large new searcher is built in pieces (piecewise_build.py), in the catalogue's root:
 # an interrupted write leaves its finished pieces here and the same write run again reuses them.
 SEARCHER_WORK = ".searcher-build"
+# Manifest key of a catalogue published without the searcher its size needs (built later).
+SEARCHER_PENDING = "searcher_pending"
 
 
 @contextlib.contextmanager
@@ -321,12 +323,15 @@ def _write_manifest_and_sync(folder: Path, manifest: dict) -> None:
 def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[TrackRecord],
                      old_matrix: FingerprintMatrix | None,
                      new: Iterable[tuple[dict, np.ndarray]], previous_db: Path | None,
-                     row_axes: RowAxes | None = None) -> None:
+                     row_axes: RowAxes | None = None, build_searcher: bool = True) -> None:
   """Write a complete generation: kept tracks (with their rows) + new tracks, then publish.
 
   `new` yields (record fields without id/first_row/row_count, fingerprints [n, d]).
   `row_axes`: the principal axes a transform-coded row format rounds in (the generation
   keeps a copy as ROW_AXES_FILE; ignored for the other formats).
+  `build_searcher=False` publishes a catalogue large enough for a ScaNN searcher without
+  one (manifest SEARCHER_PENDING: bulk loading, the searcher built once at the end); a
+  later write with `build_searcher=True` that keeps every row builds it.
   Nothing is visible until the final rename; an exception leaves the live one as it was.
   The caller holds `writer_lock`, so a temporary generation already there was left by a
   writer that was killed: it is removed first (it can be as large as the catalogue).
@@ -370,16 +375,25 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
       _link_tree(previous / "fingerprints.npy", tmp / "fingerprints.npy")
       if (previous / "scann").is_dir():
         _link_tree(previous / "scann", tmp / "scann")
+      elif manifest.get(SEARCHER_PENDING) and build_searcher:
+        _write_searcher(tmp, old_matrix, storage, None, 0)
+        manifest = dict(manifest, searcher_rows=int(rows))
+        manifest.pop(SEARCHER_PENDING)
     elif rows:  # rows (re)written: the searcher is of the current format
       from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
       manifest = dict(manifest, version=FORMAT_VERSION, code_bytes=storage.code_bytes)
+      manifest.pop(SEARCHER_PENDING, None)
       matrix = _write_rows(rows_file)
       kept_rows = sum(t.row_count for t in keep)
       extend = _extendable_searcher(previous, manifest, kept_rows, old_rows, rows)
-      if rows >= neighbors.SCANN_MIN_ROWS:
-        _write_searcher(tmp, matrix, storage, extend, kept_rows)
-      if extend is None:
-        manifest["searcher_rows"] = int(rows)
+      if rows >= neighbors.SCANN_MIN_ROWS and not build_searcher:
+        manifest.pop("searcher_rows", None)
+        manifest[SEARCHER_PENDING] = True
+      else:
+        if rows >= neighbors.SCANN_MIN_ROWS:
+          _write_searcher(tmp, matrix, storage, extend, kept_rows)
+        if extend is None:
+          manifest["searcher_rows"] = int(rows)
       del matrix
     else:
       manifest = dict(manifest, version=FORMAT_VERSION, code_bytes=storage.code_bytes)

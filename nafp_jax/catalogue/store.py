@@ -150,6 +150,12 @@ class Catalogue:
                                       self.manifest.get("threshold_fpr"))
 
   @property
+  def searcher_pending(self) -> bool:
+    """Whether the catalogue was published without the searcher its size needs (`update`'s
+    build_searcher=False) and `build_searcher` has not built it yet."""
+    return bool(self.manifest.get(generations.SEARCHER_PENDING))
+
+  @property
   def fingerprint_version(self) -> int:
     return int(self.manifest.get("fingerprint_version", 1))
 
@@ -188,6 +194,11 @@ class Catalogue:
         raise CatalogueError(f"{self.root}: no ScaNN searcher stored")
       return neighbors.ScannIndex.load(folder)
     if not folder.is_dir():
+      if self.searcher_pending:
+        raise CatalogueError(
+            f"{self.root}: its searcher has not been built yet (the catalogue was loaded with "
+            f"the searcher left for later): build it with `nafp build-searcher --db "
+            f"{self.root}`, or search it with --backend exact (reads every fingerprint)")
       if self.matrix.shape[0] >= neighbors.SCANN_MIN_ROWS:
         raise CatalogueError(f"{self.root}: damaged catalogue, no ScaNN searcher stored")
       return neighbors.ExactIndex(self.matrix)  # a small catalogue: its rows are the searcher
@@ -295,13 +306,15 @@ def create(root: str | os.PathLike, model_identity: str, model_source: str, dim:
 def update(catalogue: Catalogue, add: Iterable[tuple[dict, np.ndarray]] = (),
            remove: Sequence[int] = (), manifest_changes: dict | None = None,
            already_present: list[dict] | None = None,
-           row_axes: RowAxes | None = None) -> Catalogue:
+           row_axes: RowAxes | None = None, build_searcher: bool = True) -> Catalogue:
   """New generation = live tracks minus `remove` (ids) plus `add`; returns the new view.
 
   Content hashes are checked against the catalogue as it is when the write starts (another
   writer may have added the same file since `catalogue` was read): a track already present,
   or given twice, is not added again; its fields are appended to `already_present`.
   `row_axes` serve a catalogue that has none of its own and becomes transform-coded.
+  `build_searcher=False` leaves the ScaNN searcher of a large catalogue for later
+  (`build_searcher`): for loading many batches, each write then costs only its rows.
   """
   with generations.writer_lock(catalogue.root):
     fresh = Catalogue(catalogue.root)  # another writer may have published meanwhile
@@ -320,5 +333,16 @@ def update(catalogue: Catalogue, add: Iterable[tuple[dict, np.ndarray]] = (),
 
     manifest = dict(fresh.manifest, **(manifest_changes or {}))
     write_generation(fresh.root, manifest, keep, fresh.matrix, new_only(),
-                     fresh.generation / "tracks.sqlite", fresh.row_axes or row_axes)
+                     fresh.generation / "tracks.sqlite", fresh.row_axes or row_axes,
+                     build_searcher)
   return Catalogue(catalogue.root)
+
+
+def build_searcher(catalogue: Catalogue) -> Catalogue:
+  """Build the searcher that `update(..., build_searcher=False)` left for later, in a new
+  generation that keeps the rows as they are (hard-linked); the catalogue itself when it
+  has nothing pending.  A large searcher is built in resumable pieces: run again after an
+  interruption, this goes on from the last finished piece."""
+  if not catalogue.searcher_pending:
+    return catalogue
+  return update(catalogue)

@@ -161,3 +161,30 @@ def test_damaged_matrix_header_says_so_without_pickles(tmp_path, model_dir, musi
     f.write(b"garbage!!!")
   code, _, err = _run(capsys, "list", "--db", db)
   assert code == 1 and "damaged fingerprint matrix" in err and "pickle" not in err.lower()
+
+
+def test_import_with_the_searcher_left_for_later_then_build_it(tmp_path, capsys):
+  rng = np.random.default_rng(34)
+  share = tmp_path / "exp" / "process-00000"
+  share.mkdir(parents=True)
+  (tmp_path / "exp" / "manifest.json").write_text(json.dumps({
+      "model_identity": "m" * 40, "model_source": "test", "dim": 32, "process_count": 1,
+      "files": 2, "fingerprint_version": catalogue_lib.FINGERPRINT_VERSION}))
+  rows = rng.standard_normal((60_000, 32)).astype(np.float32)
+  np.save(share / "shard-00000.npy", rows / np.linalg.norm(rows, axis=1, keepdims=True))
+  (share / "tracks.jsonl").write_text("".join(json.dumps({
+      "name": f"t{i}", "path": f"/t{i}.wav", "duration": n / 10, "sha1": f"{i:040d}",
+      "shard": 0, "offset": lo, "rows": n, "order": i}) + "\n"
+      for i, (lo, n) in enumerate([(0, 35_000), (35_000, 25_000)])))
+  db = tmp_path / "cat"
+  code, out, _ = _run(capsys, "import", tmp_path / "exp", "--db", db, "--storage", "int8",
+                      "--code-bytes", "16", "--searcher-later")
+  assert code == 0 and f"searcher not built yet: `nafp build-searcher --db {db}`" in out
+  code, out, _ = _run(capsys, "check", "--db", db)
+  assert code == 0 and "problem: searcher: not built yet" in out  # reported, not damage
+  code, out, _ = _run(capsys, "build-searcher", "--db", db)
+  assert code == 0 and "searcher of 60000 fingerprints built" in out
+  code, out, _ = _run(capsys, "check", "--db", db)
+  assert code == 0 and out.rstrip().endswith("OK")
+  assert "nothing to do" in _run(capsys, "build-searcher", "--db", db)[1]
+  assert (catalogue_lib.Catalogue(db).generation / "scann" / "hashed_dataset.npy").exists()

@@ -141,3 +141,33 @@ def test_an_interrupted_catalogue_write_leaves_its_pieces_to_the_next(tmp_path, 
                                  "sha1": f"{2:040d}"}, more)])
   found, _ = cat.neighbor_index("scann").search(more[:20], 1)
   np.testing.assert_array_equal(found[:, 0], 60_000 + np.arange(20))
+
+
+def test_a_catalogue_loaded_with_its_searcher_left_for_later(tmp_path, monkeypatch):
+  from nafp_jax.catalogue import check, store  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.storage import Storage  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(33)
+  tracks = [({"name": f"t{i}", "path": f"t{i}.wav", "duration": 1.0, "sha1": f"{i:040d}"},
+             _unit(rng.standard_normal((n, 32)))) for i, n in enumerate((30_000, 25_000, 5_000))]
+  cat = store.create(tmp_path / "cat", "m" * 40, "test", 32, storage=Storage("int8", 16))
+  # Two batches, no searcher trained for either.
+  monkeypatch.setattr(ScannIndex, "_builder", None)
+  cat = store.update(cat, add=tracks[:2], build_searcher=False)
+  cat = store.update(cat, add=tracks[2:], build_searcher=False)
+  assert cat.searcher_pending and cat.matrix.shape[0] == 60_000
+  assert not (cat.generation / "scann").exists()
+  with pytest.raises(store.CatalogueError, match="nafp build-searcher"):
+    cat.neighbor_index("scann")
+  exact, _ = cat.neighbor_index("exact").search(tracks[1][1][:5], 1)
+  np.testing.assert_array_equal(exact[:, 0], 30_000 + np.arange(5))
+  _, problems = check.verify(cat.root)
+  assert [p for p in problems if p.startswith(check.SEARCHER_NOT_BUILT)] == problems != []
+  monkeypatch.undo()
+  rows_file = (cat.generation / "fingerprints.npy").stat().st_ino
+  cat = store.build_searcher(cat)
+  assert not cat.searcher_pending and cat.manifest["searcher_rows"] == 60_000
+  assert (cat.generation / "fingerprints.npy").stat().st_ino == rows_file  # linked, not rewritten
+  found, _ = cat.neighbor_index("scann").search(tracks[2][1][:20], 1)
+  np.testing.assert_array_equal(found[:, 0], 55_000 + np.arange(20))
+  assert check.verify(cat.root)[1] == []
+  assert store.build_searcher(cat).generation == cat.generation  # nothing left to build
