@@ -9,6 +9,7 @@
   nafp calibrate-model MODEL MUSIC_FOLDER...   (the model's default no-match threshold)
   nafp fit-row-axes MODEL MUSIC_FOLDER...      (the axes the tc row formats round in)
   nafp export DIR... --out EXPORT [--process-index I --process-count P];  nafp import EXPORT --db CAT
+  nafp import EXPORT --db CAT --searcher-later;  nafp build-searcher --db CAT   (bulk loading)
   nafp monitor RECORDING...|- --db CAT [--json] [--csv F] [--plot F.png]
   nafp serve --db CAT [--host 127.0.0.1 --port 8080]
   nafp eval --db CAT [--db CAT2 ...] [--queries N] [--clips DIR --truth TSV]
