@@ -101,7 +101,7 @@ def cmd_list(args) -> int:
 
 def cmd_check(args) -> int:
   from nafp_jax.catalogue.check import SEARCHER_NOT_BUILT, verify  # pylint: disable=g-import-not-at-top
-  from nafp_jax.catalogue.generations import SEARCHER_WORK  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue.searcher_build import SEARCHER_WORK  # pylint: disable=g-import-not-at-top
   cat, problems = verify(args.db)
   for problem in problems:
     print(f"problem: {problem}")

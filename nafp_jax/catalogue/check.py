@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from nafp_jax.catalogue import storage as storage_lib
-from nafp_jax.catalogue.generations import SEARCHER_WORK, sha256_of
+from nafp_jax.catalogue.generations import sha256_of
+from nafp_jax.catalogue.searcher_build import SEARCHER_WORK
 from nafp_jax.catalogue.spool import SPOOL_PREFIX
 from nafp_jax.catalogue.store import Catalogue, CatalogueError
 

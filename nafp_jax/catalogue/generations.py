@@ -3,8 +3,8 @@
 A generation is written complete in a temporary folder beside the live one (track table,
 rows, searcher, manifest with every file's size and SHA-256), flushed to disk, renamed
 into place and then named in CURRENT, so a reader sees either the old generation or the
-new one, never part of one.  Rows and search codes are stored as storage.py says.  A large
-new searcher is built in pieces in SEARCHER_WORK, which outlive an interrupted write.
+new one, never part of one.  Rows and search codes are stored as storage.py says; which
+searcher a generation gets, and how it is built, is searcher_build.py's.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from nafp_jax.catalogue import storage as storage_lib
+from nafp_jax.catalogue import searcher_build, storage as storage_lib
 from nafp_jax.catalogue.records import CatalogueError, FORMAT_VERSION, TRACK_TABLE_SCHEMA, TrackRecord
 from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
 from nafp_jax.catalogue.transform_coding import ROW_AXES_FILE, RowAxes, RowAxesError
@@ -30,11 +30,6 @@ from nafp_jax.catalogue.transform_coding import ROW_AXES_FILE, RowAxes, RowAxesE
 
 # How long a writer waits for another one to finish before giving up.
 LOCK_TIMEOUT_S = 600.0
-# Where a large new searcher is built in pieces (piecewise_build.py), in the catalogue's root:
-# an interrupted write leaves its finished pieces here and the same write run again reuses them.
-SEARCHER_WORK = ".searcher-build"
-# Manifest key of a catalogue published without the searcher its size needs (built later).
-SEARCHER_PENDING = "searcher_pending"
 
 
 @contextlib.contextmanager
@@ -111,10 +106,8 @@ def _publish(root: Path, tmp: Path, number: int) -> None:
   for old in root.glob("gen-*"):
     if old.name != final.name:
       shutil.rmtree(old, ignore_errors=True)
-  for stale in root.glob(".gen-tmp-*"):
-    shutil.rmtree(stale, ignore_errors=True)
   # Pieces of an interrupted searcher build serve only the write that had not published yet.
-  shutil.rmtree(root / SEARCHER_WORK, ignore_errors=True)
+  shutil.rmtree(root / searcher_build.SEARCHER_WORK, ignore_errors=True)
 
 
 def _link_tree(source: Path, target: Path) -> None:
@@ -249,65 +242,9 @@ def _write_track_table(db_path: Path, previous_db: Path | None, keep: Sequence[T
   return added, num_tracks
 
 
-# A searcher is extended in place of a rebuild while the catalogue has at most this many times
-# the rows its tree and codebooks were trained on; past that it is trained again.
-SEARCHER_GROWTH_LIMIT = 2.0
-
-
 def _write_rows(rows_file: _RowsFile) -> FingerprintMatrix:
   """Finish fingerprints.npy; its rows memory-mapped."""
   return rows_file.finish()
-
-
-def _extendable_searcher(previous: Path | None, manifest: dict, kept_rows: int,
-                         old_rows: int, rows: int) -> Path | None:
-  """The previous generation's searcher folder when the new generation only appends rows to
-  it (nothing removed, same storage, format 2) and stays within SEARCHER_GROWTH_LIMIT of the
-  rows the searcher was trained for; else None (train a new one)."""
-  if previous is None or kept_rows != old_rows or rows == old_rows:
-    return None
-  before = manifest_of(previous)
-  folder = previous / "scann"
-  same_storage = (before.get("code_bytes") is not None and
-                  before.get("code_bytes") == manifest.get("code_bytes") and
-                  before.get("storage") == manifest.get("storage") and
-                  before.get("row_axes") == manifest.get("row_axes"))
-  trained = int(before.get("searcher_rows") or before.get("num_rows") or 0)
-  if not (same_storage and folder.is_dir() and trained):
-    return None
-  return folder if rows <= SEARCHER_GROWTH_LIMIT * trained else None
-
-
-def _write_searcher(folder: Path, matrix: FingerprintMatrix, storage: Storage,
-                    extend: Path | None, first_new_row: int,
-                    chunk_rows: int = 1 << 18) -> None:
-  """The ScaNN searcher over `matrix` (AH codes only; candidates are re-scored from the rows,
-  `RescoredIndex`): the searcher in `extend` with rows first_new_row.. added, or a new one
-  trained and filled from the rows: in one go up to WHOLE_BUILD_MAX_ROWS rows, else in
-  resumable pieces kept in the catalogue's SEARCHER_WORK folder (never all rows as float32,
-  never the whole searcher in memory)."""
-  from nafp_jax.search import neighbors, piecewise_build  # pylint: disable=g-import-not-at-top
-  dims_per_block = storage.dims_per_block(matrix.shape[1])
-  if extend is None and matrix.shape[0] > neighbors.WHOLE_BUILD_MAX_ROWS:
-    from absl import logging  # pylint: disable=g-import-not-at-top
-
-    def progress(done: int, rows: int) -> None:
-      logging.info("searcher: %d of %d rows added", done, rows)
-
-    piecewise_build.write_searcher(matrix, folder / "scann", folder.parent / SEARCHER_WORK,
-                                   dims_per_block, piece_rows=neighbors.STREAM_CHUNK_ROWS,
-                                   progress=progress)
-    return
-  if extend is None:
-    index = neighbors.ScannIndex.build(matrix, reorder=False, dims_per_block=dims_per_block)
-  else:
-    index = neighbors.ScannIndex.load(extend)
-    index.extend(matrix[lo:lo + chunk_rows]
-                 for lo in range(first_new_row, matrix.shape[0], chunk_rows))
-    if index.size() != matrix.shape[0]:
-      raise RuntimeError(f"extended searcher holds {index.size()} rows, expected "
-                         f"{matrix.shape[0]}")
-  index.save(folder / "scann")
 
 
 def _write_manifest_and_sync(folder: Path, manifest: dict) -> None:
@@ -375,23 +312,25 @@ def write_generation(root: str | os.PathLike, manifest: dict, keep: Sequence[Tra
       _link_tree(previous / "fingerprints.npy", tmp / "fingerprints.npy")
       if (previous / "scann").is_dir():
         _link_tree(previous / "scann", tmp / "scann")
-      elif manifest.get(SEARCHER_PENDING) and build_searcher:
-        _write_searcher(tmp, old_matrix, storage, None, 0)
+      elif manifest.get(searcher_build.SEARCHER_PENDING) and build_searcher:
+        searcher_build.write_searcher(tmp, old_matrix, storage, None, 0)
         manifest = dict(manifest, searcher_rows=int(rows))
-        manifest.pop(SEARCHER_PENDING)
+        manifest.pop(searcher_build.SEARCHER_PENDING)
     elif rows:  # rows (re)written: the searcher is of the current format
       from nafp_jax.search import neighbors  # pylint: disable=g-import-not-at-top
       manifest = dict(manifest, version=FORMAT_VERSION, code_bytes=storage.code_bytes)
-      manifest.pop(SEARCHER_PENDING, None)
+      manifest.pop(searcher_build.SEARCHER_PENDING, None)
       matrix = _write_rows(rows_file)
       kept_rows = sum(t.row_count for t in keep)
-      extend = _extendable_searcher(previous, manifest, kept_rows, old_rows, rows)
+      extend = searcher_build.extendable_searcher(
+          previous, manifest_of(previous) if previous is not None else {}, manifest, kept_rows,
+          old_rows, rows)
       if rows >= neighbors.SCANN_MIN_ROWS and not build_searcher:
         manifest.pop("searcher_rows", None)
-        manifest[SEARCHER_PENDING] = True
+        manifest[searcher_build.SEARCHER_PENDING] = True
       else:
         if rows >= neighbors.SCANN_MIN_ROWS:
-          _write_searcher(tmp, matrix, storage, extend, kept_rows)
+          searcher_build.write_searcher(tmp, matrix, storage, extend, kept_rows)
         if extend is None:
           manifest["searcher_rows"] = int(rows)
       del matrix

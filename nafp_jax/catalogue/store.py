@@ -34,6 +34,7 @@ import numpy as np
 from nafp_jax.catalogue import generations, storage as storage_lib
 from nafp_jax.catalogue.generations import write_generation
 from nafp_jax.catalogue.no_match import NoMatchThreshold
+from nafp_jax.catalogue.searcher_build import SEARCHER_PENDING
 from nafp_jax.catalogue.records import (  # noqa: F401 (the catalogue API)
     CatalogueError, FINGERPRINT_VERSION, FORMAT, FORMAT_VERSION, TrackRecord)
 from nafp_jax.catalogue.storage import FingerprintMatrix, Storage
@@ -153,7 +154,7 @@ class Catalogue:
   def searcher_pending(self) -> bool:
     """Whether the catalogue was published without the searcher its size needs (`update`'s
     build_searcher=False) and `build_searcher` has not built it yet."""
-    return bool(self.manifest.get(generations.SEARCHER_PENDING))
+    return bool(self.manifest.get(SEARCHER_PENDING))
 
   @property
   def fingerprint_version(self) -> int:

@@ -103,7 +103,7 @@ def test_small_matrices_are_refused(tmp_path):
 
 
 def test_an_interrupted_catalogue_write_leaves_its_pieces_to_the_next(tmp_path, monkeypatch):
-  from nafp_jax.catalogue import check, generations  # pylint: disable=g-import-not-at-top
+  from nafp_jax.catalogue import check, searcher_build  # pylint: disable=g-import-not-at-top
   from nafp_jax.catalogue import store  # pylint: disable=g-import-not-at-top
   from nafp_jax.catalogue.storage import Storage  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(neighbors, "WHOLE_BUILD_MAX_ROWS", PIECE)
@@ -117,10 +117,10 @@ def test_an_interrupted_catalogue_write_leaves_its_pieces_to_the_next(tmp_path, 
   with pytest.raises(KeyboardInterrupt):
     store.update(cat, add=tracks)
   assert store.Catalogue(cat.root).matrix.shape[0] == 0  # the live generation is untouched
-  work = cat.root / generations.SEARCHER_WORK
+  work = cat.root / searcher_build.SEARCHER_WORK
   assert len(list((work / piecewise_build.PIECES).glob("*.npz"))) == 2
   _, problems = check.verify(cat.root)
-  assert any(generations.SEARCHER_WORK in p for p in problems)
+  assert any(searcher_build.SEARCHER_WORK in p for p in problems)
   # A killed writer's temporary generation (as large as the catalogue) goes before writing.
   (cat.root / ".gen-tmp-killed").mkdir()
   calls.clear()
