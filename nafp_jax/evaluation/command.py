@@ -45,18 +45,22 @@ def selected_conditions(args: argparse.Namespace) -> list:
   rooms = query_sets.rooms_conditions(given(args.room_t60s, query_sets.ROOMS_T60S_S),
                                       given(args.room_snr, query_sets.ROOMS_SNR_DB),
                                       given(args.device_t60s, query_sets.DEVICE_T60S_S))
-  unseen = query_sets.unseen_device_conditions(given(args.device_t60s, query_sets.DEVICE_T60S_S))
+  device_t60s = given(args.device_t60s, query_sets.DEVICE_T60S_S)
+  stages = query_sets.unseen_stage_conditions(device_t60s)
+  unseen = query_sets.unseen_device_conditions(device_t60s) + stages
   out = []
   for name in (args.conditions or "paper").split(","):
     if name == "paper":
       out += paper
     elif name == "rooms":
       out += rooms
+    elif name == "unseen-stages":
+      out += stages
     elif name in query_sets.ALL_KINDS:
       out += [c for c in paper + rooms + unseen if c.kind == name]
     else:
       raise SystemExit(f"error: unknown condition {name!r} in --conditions (families: paper, "
-                       f"rooms; kinds: {', '.join(query_sets.ALL_KINDS)})")
+                       f"rooms, unseen-stages; kinds: {', '.join(query_sets.ALL_KINDS)})")
   return list(dict.fromkeys(out))
 
 
@@ -148,7 +152,9 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:  # pylint: disable
                  "noise+reverb with --snrs/--t60s), 'rooms' (room, room+noise, device: held-out "
                  "rooms at --room-t60s, noise at --room-snr, the loudspeaker-and-microphone chain "
                  "in rooms of --device-t60s); the kind 'unseen-device' (in no family: held-out "
-                 "rooms of --device-t60s recorded through a chain training never applies)")
+                 "rooms of --device-t60s recorded through a chain training never applies) and "
+                 "'unseen-stages' (each stage of that chain alone, 'unseen-device:STAGE', on "
+                 "the same clips)")
   p.add_argument("--room-t60s", type=_floats, help="T60s of the rooms family, s (default: "
                  "evaluation/query_sets.py)")
   p.add_argument("--room-snr", type=float, help="SNR of room+noise, dB (default: "

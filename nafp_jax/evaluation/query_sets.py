@@ -10,7 +10,9 @@ with RIRs of a held-out room family that training never sees
 (input_pipeline/datasets/rirs.py).  Outside both families, and so outside the DEV
 score, 'unseen-device': a held-out room recorded through a chain of stages that training
 never applies (evaluation/unseen_devices.py), to show how far the device chain of
-training carries to devices it has not met.  The same distortion ops as training
+training carries to devices it has not met; 'unseen-device:STAGE' applies one stage of
+that chain alone to the very clips, rooms and chain draws of 'unseen-device', so the
+stages' costs can be compared.  The same distortion ops as training
 (input_pipeline.distortions) are used, with a fixed seed per (condition, length,
 query), so every method sees identical clips.
 """
@@ -38,7 +40,9 @@ ROOMS_SNR_DB = 10.0
 DEVICE_T60S_S = (0.5, 1.5)
 PAPER_KINDS = ("noise", "reverb", "noise+reverb")
 ROOMS_KINDS = ("room", "room+noise", "device")
-UNSEEN_KINDS = ("unseen-device",)
+UNSEEN_DEVICE = "unseen-device"
+UNSEEN_STAGE_KINDS = tuple(f"{UNSEEN_DEVICE}:{s}" for s in unseen_devices.STAGES)
+UNSEEN_KINDS = (UNSEEN_DEVICE,) + UNSEEN_STAGE_KINDS
 ALL_KINDS = PAPER_KINDS + ROOMS_KINDS + UNSEEN_KINDS
 # Which simulated room family a condition's RIRs come from (rirs.RirConfig.family).
 PAPER_ROOMS = "shoebox"
@@ -57,8 +61,22 @@ class Condition:
     return HELD_OUT_ROOMS if self.kind in ROOMS_KINDS + UNSEEN_KINDS else PAPER_ROOMS
 
   @property
+  def device_stage(self) -> str | None:
+    """The one stage of the unseen chain an 'unseen-device:STAGE' condition applies."""
+    base, _, stage = self.kind.partition(":")
+    return stage if base == UNSEEN_DEVICE and stage else None
+
+  @property
   def label(self) -> str:
-    parts = [self.kind]
+    return self._label(self.kind)
+
+  @property
+  def draw_label(self) -> str:
+    """The label that seeds the clips: a stage condition draws those of 'unseen-device'."""
+    return self._label(UNSEEN_DEVICE if self.device_stage else self.kind)
+
+  def _label(self, kind: str) -> str:
+    parts = [kind]
     if self.t60_s is not None:
       parts.append(f"T60={self.t60_s:g}s")
     if self.snr_db is not None:
@@ -84,7 +102,12 @@ def rooms_conditions(t60s: Sequence[float] = ROOMS_T60S_S, snr_db: float = ROOMS
 
 def unseen_device_conditions(device_t60s: Sequence[float] = DEVICE_T60S_S) -> list[Condition]:
   """Held-out rooms at every T60 of `device_t60s`, recorded through an unseen chain."""
-  return [Condition("unseen-device", t60_s=t) for t in device_t60s]
+  return [Condition(UNSEEN_DEVICE, t60_s=t) for t in device_t60s]
+
+
+def unseen_stage_conditions(device_t60s: Sequence[float] = DEVICE_T60S_S) -> list[Condition]:
+  """Each stage of the unseen chain alone, in held-out rooms at every T60 of `device_t60s`."""
+  return [Condition(kind, t60_s=t) for kind in UNSEEN_STAGE_KINDS for t in device_t60s]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +134,7 @@ def make_queries(tracks: Sequence[np.ndarray], noise: PcmBank | None,
   if not usable:
     raise ValueError(f"no catalogue track is longer than a {length_s:g} s query")
   lengths = np.array([tracks[i].shape[0] - n for i in usable], np.float64)
-  key = [seed, int(round(length_s * 1000)), zlib.crc32(condition.label.encode())]
+  key = [seed, int(round(length_s * 1000)), zlib.crc32(condition.draw_label.encode())]
   rng = np.random.default_rng(key)
   for _ in range(count):
     i = usable[rng.choice(len(usable), p=lengths / lengths.sum())]
@@ -138,8 +161,11 @@ def make_queries(tracks: Sequence[np.ndarray], noise: PcmBank | None,
       nz = nz.astype(np.float32) / (32768.0 if noise.dtype == np.int16 else 1.0)
       nz = distortions.reverberate(nz, rir, ctx) if rir is not None else nz[ctx:]
       clip = distortions.mix_at_snr(clip, nz, condition.snr_db)
-    if condition.kind == "unseen-device":
-      clip = unseen_devices.apply_unseen_device(clip, unseen_devices.draw_unseen_device(rng))
+    if condition.kind in UNSEEN_KINDS:
+      chain = unseen_devices.draw_unseen_device(rng)
+      if condition.device_stage:
+        chain = unseen_devices.only_stage(chain, condition.device_stage)
+      clip = unseen_devices.apply_unseen_device(clip, chain)
     peak = float(np.max(np.abs(clip)))
     clip = clip / peak if peak > 0 else clip
     yield Query(clip.astype(np.float32), i, start / SAMPLE_RATE, condition, length_s)

@@ -18,7 +18,8 @@ stages, none of which training applies:
   mu-law codec        G.711-style companding, quantised to `mu_law_bits` bits.
 
 The chain works on float rows and returns float32 of the same shape, scaled so that its
-peak is 1 (silence stays silence).
+peak is 1 (silence stays silence).  `only_stage` keeps one stage of a drawn chain and makes
+the others neutral, so the cost of an unmet device can be split into its stages' costs.
 """
 
 from __future__ import annotations
@@ -67,6 +68,27 @@ def draw_unseen_device(rng: np.random.Generator) -> UnseenDeviceChain:
       time_constant_ms=float(rng.uniform(5.0, 50.0)),
       band_hz=(float(rng.uniform(250.0, 400.0)), float(rng.uniform(3000.0, 3600.0))),
       mu_law_bits=8)
+
+
+# Each stage's name and the fields of UnseenDeviceChain that set it.
+STAGE_FIELDS = {
+    "surface": ("surface_delay_ms", "surface_gain"),
+    "tilt": ("tilt",),
+    "clip": ("clip_level",),
+    "compressor": ("threshold_db", "ratio", "time_constant_ms"),
+    "telephone": ("band_hz",),
+    "mu-law": ("mu_law_bits",),
+}
+STAGES = tuple(STAGE_FIELDS)
+
+
+def only_stage(chain: UnseenDeviceChain, stage: str) -> UnseenDeviceChain:
+  """`chain` with every stage but `stage` (a name of STAGES) set to its neutral value."""
+  if stage not in STAGE_FIELDS:
+    raise ValueError(f"unknown stage {stage!r} of the unseen-device chain "
+                     f"(stages: {', '.join(STAGES)})")
+  return dataclasses.replace(UnseenDeviceChain(),
+                             **{f: getattr(chain, f) for f in STAGE_FIELDS[stage]})
 
 
 def _peak_normalized(y: np.ndarray) -> np.ndarray:
