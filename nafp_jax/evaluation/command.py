@@ -153,8 +153,8 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:  # pylint: disable
                  "rooms at --room-t60s, noise at --room-snr, the loudspeaker-and-microphone chain "
                  "in rooms of --device-t60s); the kind 'unseen-device' (in no family: held-out "
                  "rooms of --device-t60s recorded through a chain training never applies) and "
-                 "'unseen-stages' (each stage of that chain alone, 'unseen-device:STAGE', on "
-                 "the same clips)")
+                 "'unseen-stages' (on the same clips: that room alone, each stage of the chain "
+                 "alone and each left out, 'unseen-device:none', ':clip', ':-clip', ...)")
   p.add_argument("--room-t60s", type=_floats, help="T60s of the rooms family, s (default: "
                  "evaluation/query_sets.py)")
   p.add_argument("--room-snr", type=float, help="SNR of room+noise, dB (default: "

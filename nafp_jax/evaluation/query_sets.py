@@ -10,9 +10,10 @@ with RIRs of a held-out room family that training never sees
 (input_pipeline/datasets/rirs.py).  Outside both families, and so outside the DEV
 score, 'unseen-device': a held-out room recorded through a chain of stages that training
 never applies (evaluation/unseen_devices.py), to show how far the device chain of
-training carries to devices it has not met; 'unseen-device:STAGE' applies one stage of
-that chain alone to the very clips, rooms and chain draws of 'unseen-device', so the
-stages' costs can be compared.  The same distortion ops as training
+training carries to devices it has not met; 'unseen-device:VARIANT' applies part of
+that chain (unseen_devices.VARIANTS: none of it, one stage alone, all but one stage) to
+the very clips, rooms and chain draws of 'unseen-device', so the stages' costs can be
+compared.  The same distortion ops as training
 (input_pipeline.distortions) are used, with a fixed seed per (condition, length,
 query), so every method sees identical clips.
 """
@@ -41,7 +42,7 @@ DEVICE_T60S_S = (0.5, 1.5)
 PAPER_KINDS = ("noise", "reverb", "noise+reverb")
 ROOMS_KINDS = ("room", "room+noise", "device")
 UNSEEN_DEVICE = "unseen-device"
-UNSEEN_STAGE_KINDS = tuple(f"{UNSEEN_DEVICE}:{s}" for s in unseen_devices.STAGES)
+UNSEEN_STAGE_KINDS = tuple(f"{UNSEEN_DEVICE}:{v}" for v in unseen_devices.VARIANTS)
 UNSEEN_KINDS = (UNSEEN_DEVICE,) + UNSEEN_STAGE_KINDS
 ALL_KINDS = PAPER_KINDS + ROOMS_KINDS + UNSEEN_KINDS
 # Which simulated room family a condition's RIRs come from (rirs.RirConfig.family).
@@ -61,10 +62,10 @@ class Condition:
     return HELD_OUT_ROOMS if self.kind in ROOMS_KINDS + UNSEEN_KINDS else PAPER_ROOMS
 
   @property
-  def device_stage(self) -> str | None:
-    """The one stage of the unseen chain an 'unseen-device:STAGE' condition applies."""
-    base, _, stage = self.kind.partition(":")
-    return stage if base == UNSEEN_DEVICE and stage else None
+  def device_variant(self) -> str | None:
+    """The part of the unseen chain an 'unseen-device:VARIANT' condition applies."""
+    base, _, variant = self.kind.partition(":")
+    return variant if base == UNSEEN_DEVICE and variant else None
 
   @property
   def label(self) -> str:
@@ -73,7 +74,7 @@ class Condition:
   @property
   def draw_label(self) -> str:
     """The label that seeds the clips: a stage condition draws those of 'unseen-device'."""
-    return self._label(UNSEEN_DEVICE if self.device_stage else self.kind)
+    return self._label(UNSEEN_DEVICE if self.device_variant else self.kind)
 
   def _label(self, kind: str) -> str:
     parts = [kind]
@@ -106,7 +107,7 @@ def unseen_device_conditions(device_t60s: Sequence[float] = DEVICE_T60S_S) -> li
 
 
 def unseen_stage_conditions(device_t60s: Sequence[float] = DEVICE_T60S_S) -> list[Condition]:
-  """Each stage of the unseen chain alone, in held-out rooms at every T60 of `device_t60s`."""
+  """Every variant of the unseen chain, in held-out rooms at every T60 of `device_t60s`."""
   return [Condition(kind, t60_s=t) for kind in UNSEEN_STAGE_KINDS for t in device_t60s]
 
 
@@ -163,8 +164,8 @@ def make_queries(tracks: Sequence[np.ndarray], noise: PcmBank | None,
       clip = distortions.mix_at_snr(clip, nz, condition.snr_db)
     if condition.kind in UNSEEN_KINDS:
       chain = unseen_devices.draw_unseen_device(rng)
-      if condition.device_stage:
-        chain = unseen_devices.only_stage(chain, condition.device_stage)
+      if condition.device_variant:
+        chain = unseen_devices.chain_variant(chain, condition.device_variant)
       clip = unseen_devices.apply_unseen_device(clip, chain)
     peak = float(np.max(np.abs(clip)))
     clip = clip / peak if peak > 0 else clip

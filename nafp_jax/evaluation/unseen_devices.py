@@ -18,8 +18,9 @@ stages, none of which training applies:
   mu-law codec        G.711-style companding, quantised to `mu_law_bits` bits.
 
 The chain works on float rows and returns float32 of the same shape, scaled so that its
-peak is 1 (silence stays silence).  `only_stage` keeps one stage of a drawn chain and makes
-the others neutral, so the cost of an unmet device can be split into its stages' costs.
+peak is 1 (silence stays silence).  `chain_variant` keeps some stages of a drawn chain and
+makes the others neutral, so the cost of an unmet device can be split among its stages:
+VARIANTS are 'none' (the room alone), each stage alone, and each stage left out ('-STAGE').
 """
 
 from __future__ import annotations
@@ -80,15 +81,25 @@ STAGE_FIELDS = {
     "mu-law": ("mu_law_bits",),
 }
 STAGES = tuple(STAGE_FIELDS)
+VARIANTS = ("none",) + STAGES + tuple(f"-{s}" for s in STAGES)
 
 
-def only_stage(chain: UnseenDeviceChain, stage: str) -> UnseenDeviceChain:
-  """`chain` with every stage but `stage` (a name of STAGES) set to its neutral value."""
-  if stage not in STAGE_FIELDS:
-    raise ValueError(f"unknown stage {stage!r} of the unseen-device chain "
-                     f"(stages: {', '.join(STAGES)})")
-  return dataclasses.replace(UnseenDeviceChain(),
-                             **{f: getattr(chain, f) for f in STAGE_FIELDS[stage]})
+def variant_stages(variant: str) -> tuple[str, ...]:
+  """The stages a VARIANTS name keeps: none, one stage alone, or all but one ('-STAGE')."""
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r} of the unseen-device chain "
+                     f"(variants: {', '.join(VARIANTS)})")
+  if variant == "none":
+    return ()
+  if variant.startswith("-"):
+    return tuple(s for s in STAGES if s != variant[1:])
+  return (variant,)
+
+
+def chain_variant(chain: UnseenDeviceChain, variant: str) -> UnseenDeviceChain:
+  """`chain` with the stages `variant` keeps at their drawn values and the rest neutral."""
+  kept = [f for stage in variant_stages(variant) for f in STAGE_FIELDS[stage]]
+  return dataclasses.replace(UnseenDeviceChain(), **{f: getattr(chain, f) for f in kept})
 
 
 def _peak_normalized(y: np.ndarray) -> np.ndarray:

@@ -113,22 +113,26 @@ def test_unseen_device_queries_use_held_out_rooms_and_are_not_the_training_chain
   assert all(c.kind != "unseen-device" for c in dev_score.CONDITIONS)
 
 
-def test_one_stage_alone_keeps_its_drawn_values_and_neutralises_the_rest():
+def test_chain_variants_keep_their_stages_drawn_values_and_neutralise_the_rest():
   chain = unseen_devices.draw_unseen_device(np.random.default_rng(3))
-  clip = unseen_devices.only_stage(chain, "clip")
-  assert clip == UnseenDeviceChain(clip_level=chain.clip_level)
-  compressor = unseen_devices.only_stage(chain, "compressor")
+  assert unseen_devices.chain_variant(chain, "none") == UnseenDeviceChain()
+  assert unseen_devices.chain_variant(chain, "clip") == UnseenDeviceChain(
+      clip_level=chain.clip_level)
+  compressor = unseen_devices.chain_variant(chain, "compressor")
   assert (compressor.ratio, compressor.threshold_db, compressor.time_constant_ms) == (
       chain.ratio, chain.threshold_db, chain.time_constant_ms)
   assert compressor.band_hz is None and compressor.mu_law_bits is None
   assert compressor.clip_level == 1.0 and compressor.surface_gain == 0.0
+  without_codec = unseen_devices.chain_variant(chain, "-mu-law")
+  assert without_codec == dataclasses.replace(chain, mu_law_bits=None)
   fields = [f for names in unseen_devices.STAGE_FIELDS.values() for f in names]
   assert sorted(fields) == sorted(f.name for f in dataclasses.fields(UnseenDeviceChain))
-  with pytest.raises(ValueError, match="unknown stage 'reverb'"):
-    unseen_devices.only_stage(chain, "reverb")
+  assert len(unseen_devices.VARIANTS) == 1 + 2 * len(unseen_devices.STAGES)
+  with pytest.raises(ValueError, match="unknown variant 'reverb'"):
+    unseen_devices.chain_variant(chain, "reverb")
 
 
-def test_a_stage_condition_distorts_the_full_chains_clips_with_that_stage_alone():
+def test_a_variant_distorts_the_full_chains_clips_with_its_stages_only():
   rng = np.random.default_rng(1)
   tracks = [rng.standard_normal(SR * 6).astype(np.float32) for _ in range(3)]
   impulse = np.zeros(800, np.float32)
@@ -137,15 +141,20 @@ def test_a_stage_condition_distorts_the_full_chains_clips_with_that_stage_alone(
   def queries(kind):
     return list(query_sets.make_queries(tracks, None, rooms, query_sets.Condition(kind, t60_s=1.5),
                                         1.0, 4))
-  full, mu_law = queries("unseen-device"), queries("unseen-device:mu-law")
+  full, mu_law, room = (queries("unseen-device"), queries("unseen-device:mu-law"),
+                        queries("unseen-device:none"))
   assert [(q.track, q.start_s) for q in full] == [(q.track, q.start_s) for q in mu_law]
-  for q in mu_law:
-    assert q.condition.device_stage == "mu-law" and q.condition.room_family == "held_out"
+  assert [(q.track, q.start_s) for q in full] == [(q.track, q.start_s) for q in room]
+  for q, dry_room in zip(mu_law, room):
+    assert q.condition.device_variant == "mu-law" and q.condition.room_family == "held_out"
     start = int(round(q.start_s * SR))
     dry = tracks[q.track][start:start + SR]
+    np.testing.assert_allclose(dry_room.wave, dry / np.max(np.abs(dry)), atol=1e-5)
     # The codec alone: the dry clip's shape, at most 256 levels.
     assert np.corrcoef(dry, q.wave)[0, 1] > 0.99 and len(np.unique(q.wave)) <= 256
-  assert query_sets.Condition("unseen-device:tilt", t60_s=1.5).label == (
-      "unseen-device:tilt T60=1.5s")
-  assert query_sets.Condition("room", t60_s=1.5).device_stage is None
-  assert len(query_sets.unseen_stage_conditions((0.5, 1.5))) == 2 * len(unseen_devices.STAGES)
+  without_codec = queries("unseen-device:-mu-law")
+  assert all(len(np.unique(q.wave)) > 256 for q in without_codec)
+  assert query_sets.Condition("unseen-device:-tilt", t60_s=1.5).label == (
+      "unseen-device:-tilt T60=1.5s")
+  assert query_sets.Condition("room", t60_s=1.5).device_variant is None
+  assert len(query_sets.unseen_stage_conditions((0.5, 1.5))) == 2 * len(unseen_devices.VARIANTS)
