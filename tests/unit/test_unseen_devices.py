@@ -91,12 +91,17 @@ def test_drawn_chains_are_reproducible_and_complete():
     chain.tilt = 0.0  # type: ignore[misc]
 
 
-def test_unseen_device_queries_use_held_out_rooms_and_are_not_the_training_chain():
-  rng = np.random.default_rng(0)
-  tracks = [rng.standard_normal(SR * 6).astype(np.float32) for _ in range(2)]
+def _noise_tracks_in_a_dry_held_out_room(seed: int, count: int):
+  """`count` 6 s noise tracks and a held-out T60 1.5 s "room" whose response is an impulse."""
+  rng = np.random.default_rng(seed)
+  tracks = [rng.standard_normal(SR * 6).astype(np.float32) for _ in range(count)]
   impulse = np.zeros(800, np.float32)
   impulse[0] = 1.0
-  rooms = {("held_out", 1.5): [impulse]}
+  return tracks, {("held_out", 1.5): [impulse]}
+
+
+def test_unseen_device_queries_use_held_out_rooms_and_are_not_the_training_chain():
+  tracks, rooms = _noise_tracks_in_a_dry_held_out_room(seed=0, count=2)
   (unseen,) = query_sets.make_queries(tracks, None, rooms,
                                       query_sets.Condition("unseen-device", t60_s=1.5), 2.0, 1)
   assert unseen.condition.room_family == "held_out"
@@ -133,11 +138,7 @@ def test_chain_variants_keep_their_stages_drawn_values_and_neutralise_the_rest()
 
 
 def test_a_variant_distorts_the_full_chains_clips_with_its_stages_only():
-  rng = np.random.default_rng(1)
-  tracks = [rng.standard_normal(SR * 6).astype(np.float32) for _ in range(3)]
-  impulse = np.zeros(800, np.float32)
-  impulse[0] = 1.0
-  rooms = {("held_out", 1.5): [impulse]}
+  tracks, rooms = _noise_tracks_in_a_dry_held_out_room(seed=1, count=3)
   def queries(kind):
     return list(query_sets.make_queries(tracks, None, rooms, query_sets.Condition(kind, t60_s=1.5),
                                         1.0, 4))
