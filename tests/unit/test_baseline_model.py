@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nafp_jax.audio.constants import SAMPLE_RATE
 from nafp_jax.inference.encoder_bundle import load_encoder
 from nafp_jax.inference.fingerprinter import Fingerprinter
 
@@ -19,7 +20,7 @@ def test_baseline_is_the_nafp_encoder_the_card_names_and_embeds_distinct_windows
   assert bundle.config.model.name == "nafp"
   assert bundle.identity.startswith("797f0f688e4a")  # the identity MODEL_CARD.md quotes
   rng = np.random.default_rng(0)
-  wave = rng.standard_normal(16000 * 2).astype(np.float32) * 0.1
+  wave = rng.standard_normal(SAMPLE_RATE * 2).astype(np.float32) * 0.1
   fps = Fingerprinter(bundle, batch_size=8).track_fingerprints(wave)
   assert fps.shape == (11, 128) and np.allclose(np.linalg.norm(fps, axis=1), 1.0, atol=1e-3)
   cosines = fps @ fps.T
