@@ -16,8 +16,8 @@ unless --storage/--code_bytes say otherwise) from:
     harder catalogue than one of unrelated music.
 Queries are real audio: --queries clips of 5 s cut from the tracks of
 --audio_catalogue (which must be among --real), noise at --snr_db dB from the noise
-folder, fingerprinted once with --model and searched in every catalogue; a hit is the
-right track within 50 ms.  Exact search (it reads every row) runs on the first
+folder, fingerprinted once with --model (kept in --workdir/queries for the next run) and
+searched in every catalogue; a hit is the right track within 50 ms.  Exact search (it reads every row) runs on the first
 --exact_queries and on every query ScaNN missed: the misses it recovers are what ScaNN loses
 against it, so ScaNN reaches at least hits / (hits + recovered) of exact's hit rate (exact
 search may also miss some of ScaNN's hits, as the first --exact_queries show, which only
@@ -214,24 +214,51 @@ def make_queries(audio_cat, fingerprinter, rng):
   return fingerprints, [hashes[c.track] for c in clips], [c.start_s for c in clips]
 
 
-def search_figures(cat, queries, truth_sha1, truth_start) -> dict:
-  """Latency of each query searched alone, and hit rates with ScaNN and exact search."""
-  from nafp_jax.search.subsequence import subsequence_search, subsequence_search_batch  # pylint: disable=g-import-not-at-top
+def cached_queries(audio_cat, model_identity: str, make):
+  """`make()`'s queries, kept in --workdir under the model, audio catalogue and query
+  settings, so that a run that is stopped and started again does not fingerprint them twice."""
+  key = (f"{model_identity[:12]}_{audio_cat.manifest['generation']}_{FLAGS.queries}q_"
+         f"{FLAGS.snr_db:g}dB_{FLAGS.seed}_{FLAGS.noise}")
+  path = Path(FLAGS.workdir).expanduser() / "queries" / (
+      "".join(c if c.isalnum() or c in "._-" else "-" for c in key) + ".npz")
+  if path.exists():
+    with np.load(path) as saved:
+      return list(saved["fingerprints"]), list(saved["sha1"]), list(saved["start_s"])
+  fingerprints, sha1, start_s = make()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  partial = path.with_suffix(".partial.npz")
+  np.savez(partial, fingerprints=np.stack(fingerprints), sha1=np.array(sha1),
+           start_s=np.array(start_s))
+  partial.replace(path)
+  return fingerprints, sha1, start_s
+
+
+def _hit(cat, match, sha1: str, start_s: float) -> bool:
+  return bool(match) and (cat.tracks[match[0].track].sha1 == sha1
+                          and abs(match[0].timestamp_s - start_s) <= 0.05 + 1e-9)
+
+
+def scann_figures(cat, queries, truth_sha1, truth_start) -> dict:
+  """Latency of each query searched alone with the catalogue's searcher, and its hits."""
+  from nafp_jax.search.subsequence import subsequence_search  # pylint: disable=g-import-not-at-top
   index = cat.neighbor_index("auto")
-
-  def hit(match, i):
-    return bool(match) and (cat.tracks[match[0].track].sha1 == truth_sha1[i]
-                            and abs(match[0].timestamp_s - truth_start[i]) <= 0.05 + 1e-9)
-
   subsequence_search(queries[0], index, cat.matrix, cat.starts, cat.counts, top=1)  # warm-up
   latencies, hits = [], []
   for i, q in enumerate(queries):
     start = time.perf_counter()
     found = subsequence_search(q, index, cat.matrix, cat.starts, cat.counts, top=1)
     latencies.append(1000 * (time.perf_counter() - start))
-    hits.append(hit(found, i))
-  # Exact search on the first --exact_queries and on every query ScaNN missed (one pass over
-  # the rows): the misses it recovers are all that ScaNN loses against it.
+    hits.append(_hit(cat, found, truth_sha1[i], truth_start[i]))
+  return {"p50_ms": float(np.percentile(latencies, 50)),
+          "p95_ms": float(np.percentile(latencies, 95)), "hits": hits,
+          "hit_rate": float(np.mean(hits)),
+          "hit_rate_first": float(np.mean(hits[:FLAGS.exact_queries]))}
+
+
+def exact_figures(cat, queries, truth_sha1, truth_start, hits) -> dict:
+  """Exact search on the first --exact_queries and on every query the searcher missed (one
+  pass over the rows): the misses it recovers are all that the searcher loses against it."""
+  from nafp_jax.search.subsequence import subsequence_search_batch  # pylint: disable=g-import-not-at-top
   n = FLAGS.exact_queries
   misses = [i for i in range(n, len(queries)) if not hits[i]]
   searched = list(range(min(n, len(queries)))) + misses
@@ -239,16 +266,12 @@ def search_figures(cat, queries, truth_sha1, truth_start) -> dict:
   exact = subsequence_search_batch([queries[i] for i in searched], cat.neighbor_index("exact"),
                                    cat.matrix, cat.starts, cat.counts, top=1)
   exact_s = time.perf_counter() - start
-  exact_hit = {i: hit(m, i) for i, m in zip(searched, exact)}
-  recovered = sum(exact_hit[i] for i in searched if not hits[i])
-  lost_first = sum(hits[i] and not exact_hit[i] for i in range(n))
-  return {"p50_ms": float(np.percentile(latencies, 50)),
-          "p95_ms": float(np.percentile(latencies, 95)),
-          "hit_rate": float(np.mean(hits)), "hit_rate_first": float(np.mean(hits[:n])),
-          "exact_hit_rate_first": float(np.mean([exact_hit[i] for i in range(n)])),
-          "misses": len(queries) - int(np.sum(hits)), "misses_exact_finds": int(recovered),
-          "exact_misses_among_first": int(lost_first),
-          "exact_s_per_query": exact_s / max(1, len(searched))}
+  exact_hit = {i: _hit(cat, m, truth_sha1[i], truth_start[i]) for i, m in zip(searched, exact)}
+  return {"exact_hit_rate_first": float(np.mean([exact_hit[i] for i in range(n)])),
+          "misses": len(queries) - int(np.sum(hits)),
+          "misses_exact_finds": int(sum(exact_hit[i] for i in searched if not hits[i])),
+          "exact_misses_among_first": int(sum(hits[i] and not exact_hit[i] for i in range(n))),
+          "exact_s_per_query": exact_s / max(1, len(searched)), "exact_s": exact_s}
 
 
 def add_album(cat, real, rng) -> float:
@@ -278,34 +301,40 @@ def main(argv):
   from nafp_jax.inference.encoder_bundle import load_encoder  # pylint: disable=g-import-not-at-top
   from nafp_jax.inference.fingerprinter import Fingerprinter  # pylint: disable=g-import-not-at-top
   audio_cat = store.Catalogue(Path(FLAGS.audio_catalogue or FLAGS.real[0]).expanduser())
-  fingerprinter = Fingerprinter(load_encoder(FLAGS.model))
+  encoder = load_encoder(FLAGS.model)
+  audio_cat.check_model(encoder.identity)
   start = time.perf_counter()
-  queries, truth_sha1, truth_start = make_queries(audio_cat, fingerprinter, rng)
+  queries, truth_sha1, truth_start = cached_queries(
+      audio_cat, encoder.identity, lambda: make_queries(audio_cat, Fingerprinter(encoder), rng))
   print(f"{len(queries)} queries of {QUERY_S:g} s, noise at {FLAGS.snr_db:g} dB, fingerprinted "
-        f"in {time.perf_counter() - start:.0f} s; storage: {storage.describe()}")
+        f"or read in {time.perf_counter() - start:.0f} s; storage: {storage.describe()}")
   for hours in map(float, FLAGS.hours):
     folder = catalogue_folder(hours, storage)
     built = build_in_child(hours, storage)
     resident = describe_memory(opened_memory(folder, FLAGS.memory_queries))
     cat = store.Catalogue(folder)
     cat.neighbor_index("auto")
-    figures = search_figures(cat, queries, truth_sha1, truth_start)
+    found = scann_figures(cat, queries, truth_sha1, truth_start)
     mb_per_hour = cat.disk_bytes / 1e6 / cat.hours
-    scann_hits = round(figures["hit_rate"] * len(queries))
-    hit_share = scann_hits / max(1, scann_hits + figures["misses_exact_finds"])
-    album = (f"one {FLAGS.album_minutes:g}-min album added in {add_album(cat, real, rng):.1f} s"
-             if FLAGS.album_minutes > 0 else "no album added")
+    # Printed before exact search, which reads every row and takes longest at large sizes.
     print(f"{hours:g} h: {built['rows']:,} rows, {mb_per_hour:.2f} MB per hour on disk, built in "
           f"{built['build_s']:.0f} s (peak RSS of the build {built['build_peak_rss_mb']:.0f} MB); opened: "
-          f"{resident}; one 5 s query: p50 {figures['p50_ms']:.1f} ms, p95 "
-          f"{figures['p95_ms']:.1f} ms; hit rate {100 * figures['hit_rate']:.1f} % "
-          f"({len(queries)}), first {FLAGS.exact_queries}: {100 * figures['hit_rate_first']:.1f} "
-          f"% vs exact {100 * figures['exact_hit_rate_first']:.1f} %; exact search finds "
-          f"{figures['misses_exact_finds']} of ScaNN's {figures['misses']} misses (and misses "
-          f"{figures['exact_misses_among_first']} of ScaNN's hits among the first), so ScaNN "
+          f"{resident}; one 5 s query: p50 {found['p50_ms']:.1f} ms, p95 "
+          f"{found['p95_ms']:.1f} ms; hit rate {100 * found['hit_rate']:.1f} % "
+          f"({len(queries)}), first {FLAGS.exact_queries}: {100 * found['hit_rate_first']:.1f} %",
+          flush=True)
+    exact = exact_figures(cat, queries, truth_sha1, truth_start, found["hits"])
+    scann_hits = int(np.sum(found["hits"]))
+    hit_share = scann_hits / max(1, scann_hits + exact["misses_exact_finds"])
+    album = (f"one {FLAGS.album_minutes:g}-min album added in {add_album(cat, real, rng):.1f} s"
+             if FLAGS.album_minutes > 0 else "no album added")
+    print(f"{hours:g} h: first {FLAGS.exact_queries}: {100 * found['hit_rate_first']:.1f} % vs "
+          f"exact {100 * exact['exact_hit_rate_first']:.1f} %; exact search finds "
+          f"{exact['misses_exact_finds']} of ScaNN's {exact['misses']} misses (and misses "
+          f"{exact['exact_misses_among_first']} of ScaNN's hits among the first), so ScaNN "
           f"reaches at least {100 * hit_share:.1f} % of exact's hit rate (exact "
-          f"{figures['exact_s_per_query']:.1f} s a query); {album}", flush=True)
-
+          f"{exact['exact_s_per_query']:.1f} s a query, {exact['exact_s']:.0f} s in all); {album}",
+          flush=True)
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("real")

@@ -51,3 +51,28 @@ def test_build_only_adds_stand_ins_to_the_real_rows_and_is_reused(tmp_path):
   _build_only(real.root, tmp_path / "scale")
   again = json.loads((folder / "build.json").read_text())
   assert again["resumed"] and again["rows"] == figures["rows"]
+
+
+def test_query_fingerprints_are_kept_for_the_next_run(tmp_path):
+  from absl import flags
+  from absl.testing import flagsaver
+  from benchmarks import catalogue_scale
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  cat = store.create(tmp_path / "audio", "m" * 40, "test", 8, storage=Storage("float32", 64))
+  rng = np.random.default_rng(0)
+  made = []
+
+  def make():
+    made.append(1)
+    return [rng.standard_normal((10, 41, 8)).astype(np.float32) for _ in range(3)], \
+        ["a" * 40, "b" * 40, "c" * 40], [1.0, 2.5, 7.25]
+
+  with flagsaver.flagsaver(workdir=str(tmp_path / "scale"), queries=3):
+    first = catalogue_scale.cached_queries(cat, "f" * 40, make)
+    again = catalogue_scale.cached_queries(cat, "f" * 40, make)
+    other_model = catalogue_scale.cached_queries(cat, "e" * 40, make)
+  assert len(made) == 2  # the second call read the first one's; another model made its own
+  np.testing.assert_array_equal(np.stack(first[0]), np.stack(again[0]))
+  assert list(again[1]) == first[1] and list(again[2]) == first[2]
+  assert not np.array_equal(np.stack(other_model[0]), np.stack(first[0]))
