@@ -30,29 +30,71 @@ class NeighborIndex(Protocol):
 
 
 class ExactIndex:
-  """Brute-force inner product over a (dequantised) float32 matrix."""
+  """Brute-force inner product over a (dequantised) float32 matrix.
 
-  def __init__(self, matrix: np.ndarray, chunk_rows: int = 262_144):
+  The rows are read (decoded) a chunk at a time and scored against a block of queries at a
+  time, so memory stays bounded by `tile_elements` scores whatever the number of queries or
+  rows.  Once a query holds k results, only a tile's scores above its k-th best can enter
+  them: those few are gathered and merged, and selecting within the whole tile (which costs
+  more than the product itself) happens only while that floor is still low, in the first
+  chunks.  Results are best first; equal scores keep the lower row first.  A NaN score (a
+  damaged row) never enters the results; an infinite one does, so that damage shows.
+  """
+
+  def __init__(self, matrix: np.ndarray, chunk_rows: int = 262_144,
+               tile_elements: int = 1 << 25):
     self.matrix = matrix
     self.chunk_rows = chunk_rows
+    self.query_block = max(1, tile_elements // chunk_rows)
 
   def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     q = np.asarray(queries, np.float32)
     n = self.matrix.shape[0]
     k = min(k, n)
-    best_rows = np.zeros((q.shape[0], 0), np.int64)
-    best_scores = np.zeros((q.shape[0], 0), np.float32)
+    best_rows = np.full((q.shape[0], k), -1, np.int64)
+    best_scores = np.full((q.shape[0], k), -np.inf, np.float32)
     for lo in range(0, n, self.chunk_rows):
       block = np.asarray(self.matrix[lo:lo + self.chunk_rows], np.float32)
-      scores = q @ block.T
-      kk = min(k, block.shape[0])
-      part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-      rows = np.concatenate([best_rows, part + lo], axis=1)
-      vals = np.concatenate([best_scores, np.take_along_axis(scores, part, 1)], axis=1)
-      keep = np.argsort(-vals, axis=1, kind="stable")[:, :k]
-      best_rows = np.take_along_axis(rows, keep, 1)
-      best_scores = np.take_along_axis(vals, keep, 1)
+      for qlo in range(0, q.shape[0], self.query_block):
+        part = slice(qlo, qlo + self.query_block)
+        best_rows[part], best_scores[part] = _merge_tile(
+            q[part] @ block.T, lo, best_rows[part], best_scores[part])
+    unfilled = int(np.count_nonzero((best_rows < 0).any(axis=1)))
+    if unfilled:
+      raise ValueError(f"{unfilled} of {q.shape[0]} queries score a number with fewer than {k} "
+                       "rows (non-finite similarities): the query or the fingerprint matrix is "
+                       "damaged")
     return best_rows, best_scores
+
+
+def _merge_tile(scores: np.ndarray, first_row: int, best_rows: np.ndarray,
+                best_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The k best of best_* [Q, k] and of a tile's `scores` [Q, c] (rows first_row + 0..c-1)."""
+  queries, k = best_rows.shape
+  floor = best_scores[:, -1]
+  # The queries this tile can change (a NaN maximum, from a damaged row, counts as one).
+  hot = np.flatnonzero(~(scores.max(axis=1) <= floor))
+  if hot.size == 0:
+    return best_rows, best_scores
+  if 2 * hot.size > queries:
+    hot, tile = np.arange(queries), scores
+  else:
+    tile = scores[hot]
+  above = tile > floor[hot, None]
+  if np.count_nonzero(above) > 4 * hot.size * k:  # the floor is still low: the tile's k best
+    kk = min(k, tile.shape[1])
+    ordered = np.where(np.isnan(tile), -np.inf, tile)  # NaN never enters; +inf does
+    kth = np.partition(ordered, tile.shape[1] - kk, axis=1)[:, tile.shape[1] - kk]
+    above &= tile >= kth[:, None]  # ties with the k-th kept, for the lower row to win
+  tile_query, tile_col = np.nonzero(above)
+  which = np.concatenate([np.repeat(np.arange(queries), k), hot[tile_query]])
+  rows = np.concatenate([best_rows.reshape(-1), tile_col + first_row])
+  vals = np.concatenate([best_scores.reshape(-1), tile[tile_query, tile_col]])
+  order = np.lexsort((rows, -vals, which))  # by query, then score down, then row up
+  which, rows, vals = which[order], rows[order], vals[order]
+  rank = np.arange(which.size) - np.searchsorted(which, which)
+  keep = rank < k  # every query keeps k: it entered with k
+  return rows[keep].reshape(queries, k), vals[keep].reshape(queries, k)
 
 
 # Catalogues larger than this (~110 h, 2 GB as float32) are indexed chunk by chunk, never as

@@ -86,6 +86,40 @@ def test_exact_index_is_exact_over_chunks():
   np.testing.assert_allclose(scores, np.take_along_axis(q @ matrix.T, want, 1), rtol=1e-6)
 
 
+def _ranked(q, matrix, k):
+  """Every query's k best rows by score, the lower row first among equal scores."""
+  scores = q @ matrix.T
+  rows = np.broadcast_to(np.arange(matrix.shape[0]), scores.shape)
+  return np.lexsort((rows, -scores), axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("chunk_rows,tile_elements,k", [
+    (128, 1 << 25, 7),   # one query block, several chunks
+    (97, 500, 10),       # five queries a block: hot and cold queries, the floor rising
+    (4, 40, 9),          # chunks smaller than k: results filled over several chunks
+    (5000, 1 << 25, 3),  # one chunk, one block
+])
+def test_exact_index_equals_a_full_ranking_over_chunks_and_query_blocks(
+    chunk_rows, tile_elements, k):
+  rng = np.random.default_rng(8)
+  matrix = _unit(rng.standard_normal((1000, 16)))
+  matrix[[40, 700, 999]] = matrix[300]  # equal rows: equal scores, the lower row first
+  q = _unit(rng.standard_normal((23, 16)))
+  q[:4] = matrix[[300, 5, 6, 7]] + 0.01  # some queries with a clear best row
+  rows, scores = ExactIndex(matrix, chunk_rows=chunk_rows, tile_elements=tile_elements).search(q, k)
+  want = _ranked(q, matrix, k)
+  np.testing.assert_array_equal(rows, want)
+  np.testing.assert_allclose(scores, np.take_along_axis(q @ matrix.T, want, 1), rtol=1e-5)
+
+
+def test_exact_index_returns_every_row_when_k_exceeds_them():
+  rng = np.random.default_rng(2)
+  matrix = _unit(rng.standard_normal((6, 8)))
+  q = _unit(rng.standard_normal((3, 8)))
+  rows, _ = ExactIndex(matrix, chunk_rows=4).search(q, 10)
+  np.testing.assert_array_equal(rows, _ranked(q, matrix, 6))
+
+
 def test_scann_backend_agrees_with_exact(tmp_path):
   rng = np.random.default_rng(9)
   matrix = _unit(rng.standard_normal((3000, 32)))
@@ -232,3 +266,24 @@ def test_a_search_only_process_never_imports_tensorflow(tmp_path):
   result = subprocess.run([sys.executable, "-c", _SEARCH_ONLY_PROCESS, str(tmp_path / "scann")],
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_exact_index_passes_over_nan_rows_and_keeps_infinite_ones():
+  """A damaged row scores NaN or inf: NaN never blinds a query to its chunk, and inf shows up
+  first (the caller refuses non-finite matches); a query that scores no number is refused."""
+  rng = np.random.default_rng(4)
+  matrix = _unit(rng.standard_normal((300, 8)))
+  q = _unit(np.abs(rng.standard_normal((3, 8))))  # positive, so that row 200 scores +inf
+  damaged = matrix.copy()
+  damaged[[10, 150]] = np.nan
+  damaged[200] = 3e38
+  clean = np.delete(np.arange(300), [10, 150, 200])
+  want = clean[_ranked(q, matrix[clean], 4)]
+  for chunk_rows in (64, 300):
+    with np.errstate(invalid="ignore", over="ignore"):
+      rows, scores = ExactIndex(damaged, chunk_rows=chunk_rows, tile_elements=64).search(q, 5)
+    np.testing.assert_array_equal(rows[:, 0], 200)
+    assert np.isposinf(scores[:, 0]).all()
+    np.testing.assert_array_equal(rows[:, 1:], want)
+  with pytest.raises(ValueError, match="non-finite"), np.errstate(invalid="ignore"):
+    ExactIndex(damaged, chunk_rows=64).search(np.full((1, 8), np.nan, np.float32), 5)
