@@ -111,6 +111,7 @@ def test_calibrated_threshold_rejects_unknown_audio(tmp_path, model_dir, music, 
   assert json.loads(out)[0]["match"] is True
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in matmul:RuntimeWarning")
 def test_damaged_matrix_is_detected_and_never_matches(tmp_path, model_dir, music, capsys):
   """Random bytes over one track's rows: `nafp check` names the damage, and a query is refused
   with a message instead of matching that track with score NaN (and printing NaN as JSON)."""
