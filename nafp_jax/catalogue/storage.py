@@ -31,6 +31,7 @@ import dataclasses
 import numpy as np
 
 from nafp_jax.catalogue import transform_coding
+from nafp_jax.catalogue.row_prefetch import prefetch_rows
 from nafp_jax.catalogue.transform_coding import RowAxes, RowAxesError
 
 ROW_FORMATS = ("float32", "float16", "int8", "int6", "int5", "int4", "tc82", "tc74", "tc66")
@@ -219,6 +220,8 @@ class FingerprintMatrix:
     return int(self.stored.nbytes)
 
   def __getitem__(self, index) -> np.ndarray:
+    if isinstance(index, np.ndarray) and index.ndim == 1 and index.dtype.kind in "iu":
+      prefetch_rows(self.stored, index)  # scattered rows of a large memory map: read together
     block = self.stored[index]
     if np.ndim(block) == 1:
       return decode(block[None], self.storage, self.row_axes)[0]
