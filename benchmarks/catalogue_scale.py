@@ -17,8 +17,9 @@ unless --storage/--code_bytes say otherwise) from:
 Queries are real audio: --queries clips of 5 s cut from the tracks of
 --audio_catalogue (which must be among --real), noise at --snr_db dB from the noise
 folder, fingerprinted once with --model (kept in --workdir/queries for the next run) and
-searched in every catalogue; a hit is the right track within 50 ms.  Exact search (it reads every row) runs on the first
---exact_queries and on every query ScaNN missed: the misses it recovers are what ScaNN loses
+searched in every catalogue; a hit is the right track within 50 ms.  Exact search (it reads
+every row) runs on the first --exact_queries and on every query ScaNN missed: the misses it
+recovers are what ScaNN loses
 against it, so ScaNN reaches at least hits / (hits + recovered) of exact's hit rate (exact
 search may also miss some of ScaNN's hits, as the first --exact_queries show, which only
 raises the share).  Reported per size: rows, disk MB per hour of audio, build time, peak
@@ -233,9 +234,9 @@ def cached_queries(audio_cat, model_identity: str, make):
   return fingerprints, sha1, start_s
 
 
-def _hit(cat, match, sha1: str, start_s: float) -> bool:
-  return bool(match) and (cat.tracks[match[0].track].sha1 == sha1
-                          and abs(match[0].timestamp_s - start_s) <= 0.05 + 1e-9)
+def _hit(cat, found, sha1: str, start_s: float) -> bool:
+  from nafp_jax.evaluation.protocol import is_segment_hit  # pylint: disable=g-import-not-at-top
+  return is_segment_hit(cat, found[0] if found else None, sha1, start_s)
 
 
 def scann_figures(cat, queries, truth_sha1, truth_start) -> dict:

@@ -26,7 +26,8 @@ import numpy as np
 FLAGS = flags.FLAGS
 flags.DEFINE_string("db", None, "catalogue folder")
 flags.DEFINE_string("queries", None, "query file written by catalogue_scale (npz)")
-flags.DEFINE_integer("candidates", 40, "rows re-scored per query vector (0: none)")
+flags.DEFINE_integer("candidates", None, "rows re-scored per query vector (default: the "
+                     "searcher's, neighbors.RESCORE_CANDIDATES; 0: none)")
 flags.DEFINE_integer("limit", 200, "queries searched")
 flags.DEFINE_bool("prefetch", True, "advise the kernel of the rows a query reads before "
                   "reading them (row_prefetch.py); --noprefetch reads them as they come")
@@ -50,7 +51,8 @@ def _read_bytes() -> int:
 def main(argv):
   del argv
   from nafp_jax.catalogue import store  # pylint: disable=g-import-not-at-top
-  from nafp_jax.search.neighbors import RescoredIndex  # pylint: disable=g-import-not-at-top
+  from nafp_jax.evaluation.protocol import is_segment_hit  # pylint: disable=g-import-not-at-top
+  from nafp_jax.search.neighbors import RESCORE_CANDIDATES, RescoredIndex  # pylint: disable=g-import-not-at-top
   from nafp_jax.search.subsequence import PHASE_STRIDE, subsequence_search  # pylint: disable=g-import-not-at-top
   from nafp_jax.catalogue import row_prefetch  # pylint: disable=g-import-not-at-top
   if not FLAGS.prefetch:
@@ -64,7 +66,7 @@ def main(argv):
   with np.load(Path(FLAGS.queries).expanduser()) as saved:
     queries = saved["fingerprints"][:FLAGS.limit]
     sha1, start_s = saved["sha1"][:FLAGS.limit], saved["start_s"][:FLAGS.limit]
-  count = FLAGS.candidates
+  count = RESCORE_CANDIDATES if FLAGS.candidates is None else FLAGS.candidates
   index = RescoredIndex(searcher, cat.matrix, count) if count else searcher
   read_before = _read_bytes()
   latencies, searcher_ms, hits = [], [], []
@@ -76,8 +78,7 @@ def main(argv):
     t = time.perf_counter()
     found = subsequence_search(q, index, cat.matrix, cat.starts, cat.counts, top=1)
     latencies.append(1000 * (time.perf_counter() - t))
-    hits.append(bool(found) and cat.tracks[found[0].track].sha1 == truth
-                and abs(found[0].timestamp_s - at) <= 0.05 + 1e-9)
+    hits.append(is_segment_hit(cat, found[0] if found else None, truth, at))
   read_mb = (_read_bytes() - read_before) / 1e6
   print(f"candidates {count or 'none (AH scores)'}, prefetch {FLAGS.prefetch}: one 5 s query p50 "
         f"{np.percentile(latencies, 50):.1f} ms, p95 {np.percentile(latencies, 95):.1f} ms "
@@ -85,6 +86,7 @@ def main(argv):
         f"{100 * np.mean(hits):.1f} % ({len(hits)}); {read_mb / len(hits):.2f} MB read from "
         f"disk a query; page cache {'dropped first' if dropped else 'NOT dropped (not root)'}",
         flush=True)
+
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("db")

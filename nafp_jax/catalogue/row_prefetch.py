@@ -23,15 +23,16 @@ MIN_PREFETCH_BYTES = 1 << 30
 def prefetch_rows(stored: np.ndarray, rows: np.ndarray,
                   min_bytes: int | None = None) -> int:
   """Advise WILLNEED for the pages of `rows` of the memory-mapped [n, row_bytes] `stored`;
-  returns the number of page runs advised (0 when `stored` is not a memory map of at least
-  `min_bytes`, by default MIN_PREFETCH_BYTES)."""
-  handle = getattr(stored, "_mmap", None)
+  returns the number of page runs advised (0 when `stored` is not a whole memory-mapped file,
+  as np.load(mmap_mode='r') gives one, of at least `min_bytes`, by default MIN_PREFETCH_BYTES;
+  a view of one starts elsewhere in the mapping than its offset says)."""
+  handle = stored.base if isinstance(stored, np.memmap) else None
   min_bytes = MIN_PREFETCH_BYTES if min_bytes is None else min_bytes
-  if handle is None or stored.nbytes < min_bytes or rows.size == 0:
+  if not isinstance(handle, mmap.mmap) or stored.nbytes < min_bytes or rows.size == 0:
     return 0
   page = mmap.PAGESIZE
   # The array's first byte within the mapping (numpy maps from an aligned offset).
-  base = int(getattr(stored, "offset", 0)) % mmap.ALLOCATIONGRANULARITY
+  base = int(stored.offset) % mmap.ALLOCATIONGRANULARITY
   row_bytes = int(stored.strides[0])
   first = base + np.asarray(rows, np.int64) * row_bytes
   pages = np.union1d(first // page, (first + row_bytes - 1) // page)

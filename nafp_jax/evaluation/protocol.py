@@ -44,13 +44,20 @@ class Tally:
     self.segment_hits += int(segment)
 
 
+def is_segment_hit(catalogue: Catalogue, best, sha1: str, start_s: float) -> bool:
+  """Whether the best match (or None) is the right track (content hash `sha1`) within
+  SEGMENT_TOLERANCE_S of the query's true start `start_s`."""
+  return (best is not None and catalogue.tracks[best.track].sha1 == sha1
+          and abs(best.timestamp_s - start_s) <= SEGMENT_TOLERANCE_S + 1e-9)
+
+
 def _hits(method: Method, result, sha1: str, start_s: float) -> tuple[bool, bool]:
   """(audio-level, segment-level) hit of one identification."""
   if isinstance(result, Exception) or not result.matches:
     return False, False
   best = result.matches[0]
   audio = method.catalogue.tracks[best.track].sha1 == sha1
-  return audio, audio and abs(best.timestamp_s - start_s) <= SEGMENT_TOLERANCE_S + 1e-9
+  return audio, is_segment_hit(method.catalogue, best, sha1, start_s)
 
 
 def _score(method: Method, wave: np.ndarray, sha1: str, start_s: float, phases: int,
